@@ -1,0 +1,8 @@
+"""`nlp-rnn demo` and `nlp-rnn repl`."""
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,72 @@
+"""The pretrained models shipped in `checkpoints/`, and picking one by language."""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from .errors import UsageError
+
+LM_LANGS = ("en", "es")
+MT_DIRECTIONS = (("en", "es"), ("es", "en"))
+
+
+def checkpoints_dir() -> Path:
+    """$NLP_RNN_CHECKPOINTS, else the checkout's `checkpoints/`, else the copy installed under sys.prefix."""
+    env = os.environ.get("NLP_RNN_CHECKPOINTS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent / "checkpoints"
+    if here.is_dir():
+        return here
+    return Path(sys.prefix) / "share" / "nlp-rnn" / "checkpoints"
+
+
+def default_lm(lang: str) -> Path:
+    if lang not in LM_LANGS:
+        raise UsageError(f"--lang must be one of {', '.join(LM_LANGS)} for the shipped language models, not {lang!r}")
+    return _existing(checkpoints_dir() / f"lm-{lang}")
+
+
+def default_mt(src: str, tgt: str) -> Path:
+    if (src, tgt) not in MT_DIRECTIONS:
+        raise UsageError(f"no shipped translator for {src}→{tgt}; shipped: "
+                         f"{', '.join(f'{a}→{b}' for a, b in MT_DIRECTIONS)} (or pass -m DIR)")
+    return _existing(checkpoints_dir() / f"mt-{src}-{tgt}")
+
+
+def _existing(path: Path) -> Path:
+    if not (path / "config.json").is_file():
+        raise UsageError(f"shipped model {path} is missing; pass -m DIR or reinstall nlp-rnn")
+    return path
+
+
+_ES_WORDS = set("el la los las de que y en un una es por para con no se del al lo como más pero está están "
+                "qué dónde cómo cuándo muy también hay son yo tú usted nosotros".split())
+_EN_WORDS = set("the a an of to and in is are was were it that this for on with you i he she we they not "
+                "what where how when do does be have has can will my your".split())
+
+
+def guess_language(text: str) -> str | None:
+    """'es', 'en' or None: a few function words and Spanish letters are enough for one sentence."""
+    words = re.findall(r"[\w']+", text.lower())
+    es = sum(w in _ES_WORDS for w in words) + 2 * len(re.findall(r"[¿¡ñáéíóúü]", text.lower()))
+    en = sum(w in _EN_WORDS for w in words)
+    if es == en:
+        return None
+    return "es" if es > en else "en"
+
+
+def pick_direction(text: str, src: str | None, tgt: str | None) -> tuple[str, str]:
+    """Fill in whichever of --src/--tgt is missing, guessing the source language from the text."""
+    other = {"en": "es", "es": "en"}
+    if src is None:
+        src = guess_language(text) if tgt is None else other.get(tgt)
+        if src is None:
+            raise UsageError("could not tell the language of the input; pass --src en|es (and --tgt) or -m DIR")
+    if tgt is None:
+        tgt = other.get(src)
+        if tgt is None:
+            raise UsageError(f"no shipped translator from {src!r}; pass --tgt or -m DIR")
+    return src, tgt

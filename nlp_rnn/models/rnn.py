@@ -1,0 +1,49 @@
+"""The three recurrent cells the project teaches, behind one constructor, plus state helpers.
+
+State is a tensor (h) for `rnn` and `gru`, and a tuple (h, c) for `lstm`; each is (layers * directions, B, H).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+def make_rnn(cell: str, input_size: int, hidden: int, layers: int = 1, dropout: float = 0.0,
+             bidirectional: bool = False) -> nn.RNNBase:
+    """A fused multi-layer recurrent layer (cuDNN on GPU, oneDNN on CPU), batch-first."""
+    kwargs = dict(num_layers=layers, dropout=dropout if layers > 1 else 0.0, batch_first=True,
+                  bidirectional=bidirectional)
+    if cell == "lstm":
+        return nn.LSTM(input_size, hidden, **kwargs)
+    if cell == "gru":
+        return nn.GRU(input_size, hidden, **kwargs)
+    if cell == "rnn":
+        return nn.RNN(input_size, hidden, nonlinearity="tanh", **kwargs)
+    raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+
+
+def map_state(state, fn):
+    """Apply `fn` to every tensor of a state (h, or (h, c))."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(fn(s) for s in state)
+    return fn(state)
+
+
+def detach_state(state):
+    """Cut the graph at a window boundary (truncated BPTT) while keeping the values."""
+    return map_state(state, lambda s: s.detach())
+
+
+def select_state(state, index: torch.Tensor, dim: int = 1):
+    """Reorder the batch dimension of a state, e.g. to follow beams in beam search."""
+    return map_state(state, lambda s: s.index_select(dim, index))
+
+
+def top_hidden(state) -> torch.Tensor:
+    """The last layer's hidden state, (B, H)."""
+    h = state[0] if isinstance(state, tuple) else state
+    return h[-1]

@@ -1,0 +1,74 @@
+"""Device choice, seeds, threads and precision: the one place that touches global torch state."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import torch
+
+from .errors import UsageError
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device must be auto, cpu, cuda or mps, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available on this machine")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: no MPS device is available on this machine")
+    return torch.device(name)
+
+
+def set_threads(n: int | None) -> None:
+    """Intra-op threads for CPU work; None leaves torch's default."""
+    if n is None:
+        return
+    if n < 1:
+        raise UsageError(f"--threads must be at least 1, not {n}")
+    torch.set_num_threads(n)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def set_deterministic(on: bool) -> None:
+    """Bit-for-bit repeatable CPU runs (slower kernels where torch has a choice)."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision context: fp32 weights, matrix products in bf16/fp16."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be fp32, bf16 or fp16, not {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type == "cpu":
+        raise UsageError("--precision fp16 needs a GPU; use bf16 on the CPU")
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def small_batch_kernels():
+    """oneDNN's RNN kernels are fast for training batches and slow for one step at batch 1;
+    inference steps run faster as plain matrix products, so switch oneDNN off around them."""
+    was = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = was

@@ -1,0 +1,205 @@
+"""Translation search over explicit decoder state: batched greedy and batched beam search.
+
+Beam layout: B sentences × K beams are flattened to B*K rows; finished sentences leave the batch, so work
+shrinks as sentences end. Scores are sums of log-probabilities; `length_penalty` α ranks finished
+hypotheses by score / ((5 + len) / 6) ** α (Wu et al. 2016), α = 0 meaning raw log-probability.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import torch
+
+from .data import bucket_batches, collate
+from .errors import UsageError
+from .runtime import small_batch_kernels
+from .tokenizers import BOS, EOS
+
+
+@dataclass
+class Hypothesis:
+    ids: list[int]
+    score: float       # total log-probability, EOS included
+    norm_score: float  # what beam search ranks by
+
+
+def _max_lens(src_len: torch.Tensor, ratio: float, cap: int) -> torch.Tensor:
+    return torch.clamp((src_len.float() * ratio).long() + 5, max=cap)
+
+
+def _lp(length: int, alpha: float) -> float:
+    return ((5 + length) / 6) ** alpha if alpha else 1.0
+
+
+@torch.no_grad()
+def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_ratio: float = 2.0,
+           max_len: int = 256) -> list[Hypothesis]:
+    """Pick the most likely token at every step, for the whole batch at once."""
+    model.eval()
+    with small_batch_kernels():
+        mem, state = model.encode(src, src_len)
+        B = src.size(0)
+        limits = _max_lens(src_len, max_len_ratio, max_len).tolist()
+        y = torch.full((B,), BOS, dtype=torch.long, device=src.device)
+        out = [[] for _ in range(B)]
+        scores = [0.0] * B
+        active = list(range(B))
+        for t in range(max(limits)):
+            logp, state, _ = model.step(y, state, mem)
+            best, y = logp.max(-1)
+            keep = []
+            for row, (b, tok, s) in enumerate(zip(active, y.tolist(), best.tolist())):
+                scores[b] += s
+                if tok == EOS:
+                    continue
+                out[b].append(tok)
+                if len(out[b]) < limits[b]:
+                    keep.append(row)
+            if len(keep) < len(active):
+                if not keep:
+                    break
+                idx = torch.tensor(keep, device=src.device)
+                active = [active[r] for r in keep]
+                y, state, mem = y.index_select(0, idx), state.select(idx), mem.select(idx)
+    return [Hypothesis(ids, s, s) for ids, s in zip(out, scores)]
+
+
+@torch.no_grad()
+def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, length_penalty: float = 0.6,
+                max_len_ratio: float = 2.0, max_len: int = 256, n_best: int = 1) -> list[list[Hypothesis]]:
+    """Batched beam search; returns the `n_best` hypotheses of each sentence, best first."""
+    if beam < 1:
+        raise UsageError(f"--beam must be at least 1, not {beam}")
+    if not 1 <= n_best <= beam:
+        raise UsageError(f"--n-best must be between 1 and the beam size ({beam}), not {n_best}")
+    model.eval()
+    K, dev = beam, src.device
+    with small_batch_kernels():
+        mem, state = model.encode(src, src_len)
+        B = src.size(0)
+        limits = _max_lens(src_len, max_len_ratio, max_len).tolist()
+        rows = torch.arange(B, device=dev).repeat_interleave(K)
+        mem, state = mem.select(rows), state.select(rows)
+        # only the first beam of each sentence is live at the start (the others are copies)
+        scores = torch.full((B, K), -math.inf, device=dev)
+        scores[:, 0] = 0.0
+        tokens = [[[] for _ in range(K)] for _ in range(B)]
+        finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+        active = list(range(B))
+        y = torch.full((B * K,), BOS, dtype=torch.long, device=dev)
+        t = 0
+        while active:
+            logp, state, _ = model.step(y, state, mem)
+            n, V = len(active), logp.size(-1)
+            cand = (scores[:, :, None] + logp.view(n, K, V)).view(n, K * V)
+            top_s, top_i = cand.topk(2 * K, dim=-1)  # 2K so that K live beams survive K EOS endings
+            top_s, top_i = top_s.tolist(), top_i.tolist()
+            new_scores = torch.full((n, K), -math.inf, device=dev)
+            src_rows, new_y, keep_sent = [], [], []
+            new_tokens = []
+            for j, b in enumerate(active):
+                live: list[tuple[float, int, int]] = []
+                for s, i in zip(top_s[j], top_i[j]):
+                    if s == -math.inf:
+                        break
+                    k, tok = divmod(i, V)
+                    if tok == EOS:
+                        ids = tokens[j][k]
+                        finished[b].append(Hypothesis(list(ids), s, s / _lp(len(ids) + 1, length_penalty)))
+                    else:
+                        live.append((s, k, tok))
+                    if len(live) == K:
+                        break
+                done = len(finished[b]) >= K or t + 1 >= limits[b] or not live
+                if not done and finished[b]:
+                    # no live beam can overtake the best finished one, even at the longest allowed length
+                    best_done = max(h.norm_score for h in finished[b])
+                    optimistic = live[0][0] / _lp(limits[b] + 1, length_penalty) if length_penalty else live[0][0]
+                    done = optimistic <= best_done
+                if done:
+                    if len(finished[b]) < n_best:  # ran out of length: keep the live beams as they are
+                        for s, k, tok in live:
+                            ids = tokens[j][k] + [tok]
+                            finished[b].append(Hypothesis(ids, s, s / _lp(len(ids), length_penalty)))
+                    continue
+                row = len(keep_sent)
+                keep_sent.append(j)
+                beams_tok = []
+                for slot in range(K):
+                    s, k, tok = live[slot] if slot < len(live) else (-math.inf, live[0][1], live[0][2])
+                    new_scores[row, slot] = s
+                    src_rows.append(j * K + k)
+                    new_y.append(tok)
+                    beams_tok.append(tokens[j][k] + [tok])
+                new_tokens.append(beams_tok)
+            if not keep_sent:
+                break
+            idx = torch.tensor(src_rows, device=dev)
+            state, mem = state.select(idx), mem.select(idx)
+            y = torch.tensor(new_y, device=dev)
+            scores = new_scores[: len(keep_sent)]
+            tokens = new_tokens
+            active = [active[j] for j in keep_sent]
+            t += 1
+    return [sorted(f, key=lambda h: -h.norm_score)[:n_best] for f in finished]
+
+
+# ---------------------------------------------------------------------------------------------- strings in, strings out
+
+@dataclass
+class Translation:
+    text: str
+    score: float
+    alternatives: list[tuple[str, float]]  # n-best (text, score), best first
+    truncated: bool
+
+
+def translate(model, src_tok, tgt_tok, lines: Sequence[str], beam: int = 1, batch_size: int = 32,
+              length_penalty: float = 0.6, max_len_ratio: float = 2.0, n_best: int = 1,
+              max_src_tokens: int = 250, device: str | torch.device = "cpu") -> Iterator[tuple[int, Translation]]:
+    """Translate lines in batches of similar length; yields (line index, Translation) as batches finish.
+    Empty lines translate to empty lines; sources longer than `max_src_tokens` are cut and flagged."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
+    if max_len_ratio <= 0:
+        raise UsageError(f"--max-len-ratio must be positive, not {max_len_ratio}")
+    src_ids, cut = [], []
+    for line in lines:
+        ids = src_tok.encode(line.strip())
+        cut.append(len(ids) > max_src_tokens)
+        src_ids.append(ids[:max_src_tokens])
+    todo = [i for i, line in enumerate(lines) if line.strip()]
+    for i, line in enumerate(lines):
+        if not line.strip():
+            yield i, Translation("", 0.0, [("", 0.0)] * n_best, False)
+    lens = [len(src_ids[i]) for i in todo]
+    for group in bucket_batches(lens, lens, max_tokens=10 ** 9, seed=None, max_sentences=batch_size):
+        index = [todo[g] for g in group]
+        batch = collate(src_ids, None, index)
+        src, src_len = batch.src.to(device), batch.src_len
+        if beam == 1 and n_best == 1:
+            hyps = [[h] for h in greedy(model, src, src_len, max_len_ratio)]
+        else:
+            hyps = beam_search(model, src, src_len, beam, length_penalty, max_len_ratio, n_best=n_best)
+        for i, hs in zip(index, hyps):
+            alts = [(tgt_tok.decode(h.ids), h.score) for h in hs]
+            yield i, Translation(alts[0][0], alts[0][1], alts, cut[i])
+
+
+def translate_all(*args, **kwargs) -> list[Translation]:
+    """`translate`, collected back into input order."""
+    results: dict[int, Translation] = dict(translate(*args, **kwargs))
+    return [results[i] for i in range(len(results))]
+
+
+def iter_batches(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for x in items:
+        chunk.append(x)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,190 @@
+"""Tokenizers: one interface for characters and sentencepiece subwords.
+
+Every tokenizer reserves the same special ids, so models and search never ask which kind they have:
+
+    pad = 0   unk = 1   bos = 2   eos = 3
+"""
+from __future__ import annotations
+
+import collections
+import io
+import json
+import os
+import unicodedata
+from pathlib import Path
+from typing import Iterable, Protocol
+
+from .errors import TokenizerError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
+TOKENIZER_FILE = "tokenizer.json"
+SPM_FILE = "spm.model"
+
+
+def normalize(text: str) -> str:
+    """NFC, so that 'é' typed as one code point or as e + combining accent is the same character."""
+    return unicodedata.normalize("NFC", text)
+
+
+class Tokenizer(Protocol):
+    kind: str
+    pad: int
+    unk: int
+    bos: int
+    eos: int
+
+    @property
+    def vocab_size(self) -> int: ...
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: Iterable[int]) -> str: ...
+    def save(self, directory: str | Path) -> None: ...
+
+
+class CharTokenizer:
+    """Characters as tokens, built from a corpus; rare or unseen characters map to `unk`."""
+
+    kind = "char"
+    pad, unk, bos, eos = PAD, UNK, BOS, EOS
+
+    def __init__(self, chars: Iterable[str]):
+        self.chars = list(chars)
+        self.index = {c: i + len(SPECIALS) for i, c in enumerate(self.chars)}
+        if len(self.index) != len(self.chars) or any(len(c) != 1 for c in self.chars):
+            raise TokenizerError("a character vocabulary must list distinct single characters")
+
+    @classmethod
+    def build(cls, texts: Iterable[str], min_freq: int = 1) -> "CharTokenizer":
+        counts: collections.Counter[str] = collections.Counter()
+        for t in texts:
+            counts.update(normalize(t))
+        chars = sorted(c for c, n in counts.items() if n >= min_freq)
+        if not chars:
+            raise TokenizerError("no character occurs often enough to build a vocabulary")
+        return cls(chars)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(SPECIALS) + len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        get = self.index.get
+        return [get(c, UNK) for c in normalize(text)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        n = len(SPECIALS)
+        return "".join(self.chars[i - n] if i >= n else ("\ufffd" if i == UNK else "") for i in map(int, ids)
+                       if i < self.vocab_size)
+
+    def id_to_piece(self, i: int) -> str:
+        return self.chars[i - len(SPECIALS)] if i >= len(SPECIALS) else SPECIALS[i]
+
+    def save(self, directory: str | Path) -> None:
+        _write_json(Path(directory) / TOKENIZER_FILE, {"kind": "char", "chars": "".join(self.chars)})
+
+
+class SentencePieceTokenizer:
+    """Subwords (unigram or BPE) from the sentencepiece library; the model is kept as bytes."""
+
+    kind = "sentencepiece"
+    pad, unk, bos, eos = PAD, UNK, BOS, EOS
+
+    def __init__(self, model_proto: bytes):
+        import sentencepiece as spm
+
+        self.model_proto = model_proto
+        try:
+            self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        except Exception as e:  # sentencepiece raises RuntimeError/OSError with C++ text
+            raise TokenizerError(f"not a valid sentencepiece model ({e})") from None
+        if (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()) != (PAD, UNK, BOS, EOS):
+            raise TokenizerError("sentencepiece model was not trained with nlp-rnn's special ids (pad=0 unk=1 bos=2 eos=3)")
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 8000, model_type: str = "unigram",
+              character_coverage: float = 1.0) -> "SentencePieceTokenizer":
+        """Train on an iterable of lines. Identity normalization keeps detokenization exact;
+        `hard_vocab_limit=False` lets a small corpus yield fewer pieces than asked instead of failing."""
+        import sentencepiece as spm
+
+        if model_type not in ("unigram", "bpe"):
+            raise TokenizerError(f"sentencepiece type must be unigram or bpe, not {model_type!r}")
+        if vocab_size < len(SPECIALS) + 2:
+            raise TokenizerError(f"vocabulary size {vocab_size} is too small: sentencepiece needs at least {len(SPECIALS) + 2}")
+        lines = [normalize(t) for t in texts if t.strip()]
+        if not lines:
+            raise TokenizerError("cannot train a tokenizer on an empty corpus")
+        n_chars = len(set("".join(lines)))
+        if vocab_size < n_chars + len(SPECIALS) and model_type == "bpe":
+            raise TokenizerError(f"vocabulary size {vocab_size} is smaller than the corpus's {n_chars} characters "
+                                 f"plus {len(SPECIALS)} special tokens; use --vocab-size {n_chars + len(SPECIALS)} or more")
+        buf = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines), model_writer=buf, vocab_size=vocab_size, model_type=model_type,
+                character_coverage=character_coverage, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+                normalization_rule_name="identity", remove_extra_whitespaces=False, hard_vocab_limit=False,
+                input_sentence_size=2_000_000, shuffle_input_sentence=True, max_sentence_length=1 << 16,
+                minloglevel=2, num_threads=max(1, min(4, os.cpu_count() or 1)))
+        except RuntimeError as e:
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
+            raise TokenizerError(f"sentencepiece could not train a vocabulary of {vocab_size}: {msg}") from None
+        return cls(buf.getvalue())
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(normalize(text))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        n = self.vocab_size
+        return self.sp.decode([i for i in map(int, ids) if 0 <= i < n and i not in (PAD, BOS, EOS)])
+
+    def id_to_piece(self, i: int) -> str:
+        return self.sp.id_to_piece(int(i))
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        (directory / SPM_FILE).write_bytes(self.model_proto)
+        _write_json(directory / TOKENIZER_FILE, {"kind": "sentencepiece", "model": SPM_FILE})
+
+
+def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int = 8000, min_freq: int = 1,
+                    character_coverage: float = 1.0) -> Tokenizer:
+    """`kind` is char, unigram or bpe."""
+    if kind == "char":
+        return CharTokenizer.build(texts, min_freq=min_freq)
+    return SentencePieceTokenizer.train(texts, vocab_size=vocab_size, model_type=kind,
+                                        character_coverage=character_coverage)
+
+
+def load_tokenizer(directory: str | Path) -> Tokenizer:
+    """Load whatever tokenizer `save` wrote into `directory`."""
+    directory = Path(directory)
+    path = directory / TOKENIZER_FILE
+    if not path.is_file():
+        raise TokenizerError(f"{path}: missing tokenizer file")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        kind = meta["kind"]
+    except (ValueError, KeyError, TypeError):
+        raise TokenizerError(f"{path}: not a tokenizer description (expected JSON with a 'kind')") from None
+    if kind == "char":
+        if not isinstance(meta.get("chars"), str):
+            raise TokenizerError(f"{path}: 'chars' must be a string")
+        return CharTokenizer(meta["chars"])
+    if kind == "sentencepiece":
+        name = meta.get("model", SPM_FILE)
+        model_path = (directory / name).resolve()
+        if model_path.parent != directory.resolve():  # never follow a path out of the checkpoint
+            raise TokenizerError(f"{path}: model file {name!r} points outside {directory}")
+        if not model_path.is_file():
+            raise TokenizerError(f"{model_path}: missing sentencepiece model")
+        return SentencePieceTokenizer(model_path.read_bytes())
+    raise TokenizerError(f"{path}: unknown tokenizer kind {kind!r}")
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
