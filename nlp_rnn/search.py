@@ -112,12 +112,12 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
                         live.append((s, k, tok))
                     if len(live) == K:
                         break
-                done = len(finished[b]) >= K or t + 1 >= limits[b] or not live
-                if not done and finished[b]:
-                    # no live beam can overtake the best finished one, even at the longest allowed length
-                    best_done = max(h.norm_score for h in finished[b])
-                    optimistic = live[0][0] / _lp(limits[b] + 1, length_penalty) if length_penalty else live[0][0]
-                    done = optimistic <= best_done
+                done = t + 1 >= limits[b] or not live
+                if not done and len(finished[b]) >= n_best:
+                    # Stop once the best live beam, were it to end now, ranks below the n-best finished ones.
+                    # With α = 0 this is exact (scores only fall as beams grow); with α > 0 it is the usual heuristic.
+                    nth = sorted((h.norm_score for h in finished[b]), reverse=True)[n_best - 1]
+                    done = live[0][0] / _lp(t + 2, length_penalty) <= nth
                 if done:
                     if len(finished[b]) < n_best:  # ran out of length: keep the live beams as they are
                         for s, k, tok in live:

@@ -1,0 +1,85 @@
+"""Interrupted training: SIGKILL then --resume follows the uninterrupted trajectory; SIGINT saves and exits 130."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from nlp_rnn.checkpoint import load_checkpoint
+
+from helpers import LM_TEXT
+
+TRAIN = ["--hidden", "48", "--embed", "16", "--batch-size", "4", "--bptt", "16", "--dropout", "0.2",
+         "--threads", "1", "--deterministic", "--seed", "5", "--eval-every", "1000"]
+
+
+def _run(args, **kw):
+    env = {**os.environ, "NLP_RNN_DEBUG": "0"}
+    return subprocess.Popen([sys.executable, "-m", "nlp_rnn", "--quiet", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def _wait_for_step(run: Path, step: int, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        latest = run / "latest"
+        if latest.exists():
+            try:
+                if json.loads(latest.read_text())["step"] >= step:
+                    return
+            except ValueError:
+                pass
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("training did not reach the step in time")
+
+
+def _weights(run: Path):
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(LM_TEXT * 4, encoding="utf-8")
+    steps = ["--max-steps", "300", "--save-every", "20"]
+    whole = _run(["train", "lm", str(corpus), "-o", str(tmp_path / "whole"), *steps, *TRAIN])
+    assert whole.wait(timeout=300) == 0, whole.communicate()
+
+    run = tmp_path / "broken"
+    proc = _run(["train", "lm", str(corpus), "-o", str(run), *steps, *TRAIN])
+    _wait_for_step(run, 100, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "model").exists()  # it really died before the end
+    resumed = _run(["train", "lm", str(corpus), "-o", str(run), *steps, *TRAIN, "--resume"])
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+
+    a, b = _weights(tmp_path / "whole"), _weights(run)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(LM_TEXT * 4, encoding="utf-8")
+    run = tmp_path / "run"
+    proc = _run(["train", "lm", str(corpus), "-o", str(run), "--max-steps", "100000", "--save-every", "10", *TRAIN])
+    _wait_for_step(run, 10, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    latest = json.loads((run / "latest").read_text())
+    loaded = load_checkpoint(run / latest["path"])
+    assert loaded.meta["step"] == latest["step"] > 10
