@@ -7,12 +7,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import NlpRnnError
+from .errors import UsageError
 
 
 def _check_parent(path: Path) -> None:
     if not path.parent.is_dir():
-        raise NlpRnnError(f"{path}: output directory {path.parent} does not exist")
+        raise UsageError(f"{path}: output directory {path.parent} does not exist")
 
 
 def fsync_dir(path: Path) -> None:

@@ -5,6 +5,7 @@ text plus a `CorpusStats` that says what was dropped and why, which is what `nlp
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import io
@@ -59,7 +60,7 @@ def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for spec in specs:
         s = str(spec)
-        if any(ch in s for ch in "*?["):
+        if any(ch in s for ch in "*?[") and not Path(s).exists():
             hits = sorted(glob.glob(s, recursive=True))
             if not hits:
                 raise CorpusError(s, "no file matches this pattern")
@@ -83,6 +84,10 @@ def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
 def read_file_text(path: str | Path, encoding_errors: str = "strict") -> str:
     """Decode a whole file as UTF-8 (NFC), naming the line of the first invalid byte."""
     path = Path(path)
+    try:
+        codecs.lookup_error(encoding_errors)
+    except LookupError:
+        raise UsageError(f"--encoding-errors must be strict, replace or ignore, not {encoding_errors!r}") from None
     if path.is_dir():
         raise CorpusError(path, "is a directory, expected a file")
     try:
@@ -125,6 +130,8 @@ def _json_records(path: Path, encoding_errors: str) -> Iterator[tuple[int, dict]
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise CorpusError(path, f"invalid JSON ({e.msg})", n) from None
+        except (ValueError, RecursionError) as e:  # e.g. integers too long, nesting too deep
+            raise CorpusError(path, f"invalid JSON ({type(e).__name__}: {str(e)[:80]})", n) from None
         if not isinstance(rec, dict):
             raise CorpusError(path, "expected a JSON object on each line", n)
         yield n, rec
@@ -239,7 +246,7 @@ def read_pairs(path: str | Path, src_col: int | str = 0, tgt_col: int | str = 1,
     need = max(sc, tc) + 1
     lines = _lines(path, encoding_errors)
     if path.suffix == ".csv":
-        rows = csv.reader(io.StringIO("\n".join(lines)))
+        rows = _csv_rows(path, lines)
     else:
         rows = (line.split("\t") for line in lines)
     for n, row in enumerate(rows, 1):
@@ -252,6 +259,18 @@ def read_pairs(path: str | Path, src_col: int | str = 0, tgt_col: int | str = 1,
             raise CorpusError(path, f"expected at least {need} {sep}-separated columns, found {len(row)}", n)
         f.add(row[sc], row[tc])
     return f.result(str(path))
+
+
+def _csv_rows(path: Path, lines: list[str]) -> Iterator[list[str]]:
+    reader = csv.reader(io.StringIO("\n".join(lines)))
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise CorpusError(path, f"malformed CSV ({e})", reader.line_num) from None
+        yield row
 
 
 # ---------------------------------------------------------------------------------------------- datasets

@@ -70,3 +70,33 @@ def pick_direction(text: str, src: str | None, tgt: str | None) -> tuple[str, st
         if tgt is None:
             raise UsageError(f"no shipped translator from {src!r}; pass --tgt or -m DIR")
     return src, tgt
+
+
+# ---------------------------------------------------------------------------------------------- recipes
+
+CORPORA = Path(__file__).resolve().parent.parent / "corpora"
+
+
+def recipes(corpora: Path | None = None) -> list[dict]:
+    """How every shipped model is trained: `nlp-rnn` arguments (without `-o`), plus the test split it is
+    scored on. `nlp-rnn demo --retrain` runs exactly these; each model card quotes its command."""
+    c = Path(corpora or CORPORA)
+    lm = ["--cell", "lstm", "--layers", "1", "--hidden", "512", "--embed", "64", "--dropout", "0.1",
+          "--bptt", "128", "--batch-size", "32", "--lr", "3e-3", "--eval-every", "250", "--max-time", "2m",
+          "--seed", "1", "--threads", "2"]
+    mt = ["--tokenizer-type", "unigram", "--vocab-size", "2000", "--cell", "lstm", "--attention", "luong",
+          "--layers", "1", "--hidden", "256", "--embed", "128", "--dropout", "0.3", "--batch-tokens", "1500",
+          "--lr", "3e-3", "--eval-every", "200", "--max-time", "2m", "--seed", "1", "--threads", "2"]
+    pairs = str(c / "en-es" / "train.tsv")
+    return [
+        {"name": "lm-en", "kind": "lm", "lang": "en", "test": str(c / "prose-en" / "test.txt"),
+         "args": ["train", "lm", str(c / "prose-en" / "train.txt"), "--val", str(c / "prose-en" / "dev.txt"), *lm]},
+        {"name": "lm-es", "kind": "lm", "lang": "es", "test": str(c / "prose-es" / "test.txt"),
+         "args": ["train", "lm", str(c / "prose-es" / "train.txt"), "--val", str(c / "prose-es" / "dev.txt"), *lm]},
+        {"name": "mt-en-es", "kind": "mt", "src": "en", "tgt": "es", "test": str(c / "en-es" / "test.tsv"),
+         "args": ["train", "mt", "--pairs", pairs, "--val-pairs", str(c / "en-es" / "dev.tsv"),
+                  "--src-lang", "en", "--tgt-lang", "es", *mt]},
+        {"name": "mt-es-en", "kind": "mt", "src": "es", "tgt": "en", "test": str(c / "en-es" / "test.tsv"),
+         "args": ["train", "mt", "--pairs", pairs, "--val-pairs", str(c / "en-es" / "dev.tsv"),
+                  "--src-col", "1", "--tgt-col", "0", "--src-lang", "es", "--tgt-lang", "en", *mt]},
+    ]

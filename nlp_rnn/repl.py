@@ -25,7 +25,7 @@ AUTO = "auto"
 
 # name → (argument, one-line description); the order is the order of :help
 COMMANDS = {
-    "help": ("", "show this help"),
+    "help": ("[COMMAND]", "show this help, or one command's"),
     "mode": ("translate|generate|complete", "what a plain line does"),
     "dir": ("SRC-TGT|auto", "translation direction, e.g. es-en (auto: guess the language of each line)"),
     "temp": ("X", "sampling temperature, greater than 0"),
@@ -391,6 +391,16 @@ class ReplSession:
         yield from getattr(self, f"_cmd_{name}")(arg)
 
     def _cmd_help(self, arg: str) -> Iterator[str]:
+        if arg:  # :help temp, :help :temp
+            parts = arg.split()
+            name = ALIASES.get(parts[0].lstrip(":").lower(), parts[0].lstrip(":").lower())
+            if len(parts) > 1 or name not in COMMANDS:
+                yield _hint(f":help takes a command name, e.g. :help temp; the commands: "
+                            f"{' '.join(':' + n for n in COMMANDS)}")
+                return
+            a, desc = COMMANDS[name]
+            yield f"{f':{name} {a}'.rstrip()}  {desc}\n"
+            return
         width = max(len(f":{n} {a}".rstrip()) for n, (a, _) in COMMANDS.items())
         yield "Type a line to translate, continue (generate) or complete it, depending on the mode.\n"
         for n, (a, desc) in COMMANDS.items():

@@ -58,7 +58,11 @@ def _start_ids(tokenizer, prompt: str) -> list[int]:
 def generate(model, tokenizer, prompt: str = "", length: int = 200, temperature: float = 0.8,
              top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
              greedy: bool = False) -> Iterator[str]:
-    """Yield generated text a character at a time (streaming). The same seed gives the same text."""
+    """Yield generated text a character at a time (streaming). The same seed gives the same text.
+
+    The prompt goes through the fused recurrent kernel once; then each character costs one `Stepper` step.
+    Without top-k/top-p, sampling is Gumbel-max over noise drawn in blocks: exact, and one op per character.
+    """
     check_sampling(temperature, top_k, top_p)
     if length < 0:
         raise UsageError(f"--length must be 0 or more, not {length}")
@@ -69,14 +73,27 @@ def generate(model, tokenizer, prompt: str = "", length: int = 200, temperature:
         gen.manual_seed(seed)
     else:
         gen.seed()
+    pieces = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+    step = model.stepper()
+    filtered = top_k is not None or (top_p is not None and top_p < 1)
     with small_batch_kernels():
         ids = torch.tensor([_start_ids(tokenizer, prompt)], device=device)
         logits, state = model(ids)
-        logp = torch.log_softmax(logits[:, -1].float(), -1)
-        for _ in range(length):
-            tok = logp.argmax(-1) if greedy else sample(logp, temperature, top_k, top_p, gen)
-            yield tokenizer.decode([int(tok)])
-            logp, state = model.step(tok, state)
+        logits = logits[:, -1].float()
+        noise = None
+        for n in range(length):
+            if greedy:
+                tok = logits.argmax(-1)
+            elif filtered:
+                tok = sample(logits, temperature, top_k, top_p, gen)
+            else:
+                if n % 256 == 0:
+                    u = torch.rand(256, logits.size(-1), generator=gen, device=device).clamp_(1e-10, 1.0)
+                    noise = -temperature * torch.log(-torch.log(u))  # argmax(l/T + g) = argmax(l + T·g)
+                tok = (logits + noise[n % 256]).argmax(-1)
+            t = int(tok)
+            yield pieces[t]
+            logits, state = step(tok, state)
 
 
 # ---------------------------------------------------------------------------------------------- autocomplete
@@ -107,6 +124,7 @@ class Autocompleter:
         self.device = next(model.parameters()).device
         self.word_ids = torch.tensor([is_word_char(tokenizer.decode([i])) if i >= 4 else False
                                       for i in range(tokenizer.vocab_size)], device=self.device)
+        self.stepper = model.stepper()
         self.text = ""
         self._stack: list = []  # (logp, state) after each character of self.text
         self._start = None
@@ -119,6 +137,10 @@ class Autocompleter:
                 logits, state = self.model(ids)
             self._start = (torch.log_softmax(logits[:, -1].float(), -1), state)
         return self._start
+
+    def _step(self, toks: torch.Tensor, state):
+        logits, state = self.stepper(toks, state)
+        return torch.log_softmax(logits, -1), state
 
     def _top(self):
         return self._stack[-1] if self._stack else self._initial()
@@ -137,7 +159,7 @@ class Autocompleter:
             for ch in text[common:]:
                 ids = self.tok.encode(ch) or [UNK]
                 for i in ids:
-                    logp, state = self.model.step(torch.tensor([i], device=self.device), state)
+                    logp, state = self._step(torch.tensor([i], device=self.device), state)
                 self._stack.append((logp, state))
         if len(self._stack) > self.history:
             del self._stack[: len(self._stack) - self.history]
@@ -182,7 +204,7 @@ class Autocompleter:
             toks = torch.tensor([i % V for _, i in keep], device=self.device)
             beams = [(v, beams[i // V][1] + self.tok.decode([i % V])) for v, i in keep]
             state = select_state(state, rows)
-            logp, state = self.model.step(toks, state)
+            logp, state = self._step(toks, state)
         best: dict[str, float] = {}
         for s, t in finished:
             best[t] = max(best.get(t, -math.inf), s)
@@ -200,6 +222,6 @@ class Autocompleter:
                 rest = completions[0].text[len(partial):] + " "
                 for ch in rest:
                     for i in self.tok.encode(ch) or [UNK]:
-                        logp, state = self.model.step(torch.tensor([i], device=self.device), state)
+                        logp, state = self._step(torch.tensor([i], device=self.device), state)
                 following = self._complete(logp, state, "", self.k)
         return {"completions": [vars(s) for s in completions], "next_words": [vars(s) for s in following]}

@@ -59,20 +59,27 @@ class LMTask:
         return {"val_nats_per_char": round(nats, 4), "val_bits_per_char": round(nats / LN2, 4), "score": -nats}
 
 
+def check_lm_options(model_options: dict, batch_size: int, bptt: int, run_dir: str | Path, resume: bool) -> None:
+    """Fail on bad flags before any corpus is read or any output printed."""
+    if batch_size < 1 or bptt < 1:
+        raise UsageError(f"--batch-size and --bptt must be at least 1 (got {batch_size} and {bptt})")
+    _model_config(LMConfig, vocab_size=1, **model_options)
+    if not resume:
+        _refuse_existing_run(Path(run_dir))
+
+
 def train_lm(text: str, val_text: str, run_dir: str | Path, model_options: dict, train_config: TrainConfig,
              batch_size: int = 64, bptt: int = 128, min_freq: int = 1, resume: bool = False,
              device: torch.device | str = "cpu", on_event: Callable | None = None, meta: dict | None = None,
              shard: tuple[int, int] = (0, 1), ddp_wrap: Callable | None = None) -> dict:
     """Train a character language model on `text`, validating on `val_text`; returns the run summary."""
-    if batch_size < 1 or bptt < 1:
-        raise UsageError("--batch-size and --bptt must be at least 1")
+    check_lm_options(model_options, batch_size, bptt, run_dir, resume)
     run_dir = Path(run_dir)
     if resume:
         latest = _latest_or_fail(run_dir)
         loaded = load_checkpoint(latest, kind="lm")
         tokenizer, cfg = loaded.tokenizer, loaded.model.config
     else:
-        _refuse_existing_run(run_dir)
         tokenizer = CharTokenizer.build([text], min_freq=min_freq)
         cfg = _model_config(LMConfig, vocab_size=tokenizer.vocab_size, **model_options)
     torch.manual_seed(train_config.seed)
@@ -165,21 +172,29 @@ def build_mt_tokenizers(pairs: Sequence[tuple[str, str]], plan: TokenizerPlan) -
             train_tokenizer([t for _, t in pairs], plan.kind, plan.vocab_size))
 
 
+def check_mt_options(model_options: dict, max_tokens: int, run_dir: str | Path, resume: bool) -> None:
+    """Fail on bad flags before any corpus is read or any output printed."""
+    if max_tokens < 16:
+        raise UsageError(f"--batch-tokens must be at least 16, not {max_tokens}")
+    _model_config(Seq2SeqConfig, src_vocab=8, tgt_vocab=8, **{k: v for k, v in model_options.items()
+                                                            if k != "share_embeddings"})
+    if not resume:
+        _refuse_existing_run(Path(run_dir))
+
+
 def train_mt(pairs: Sequence[tuple[str, str]], val_pairs: Sequence[tuple[str, str]], run_dir: str | Path,
              model_options: dict, train_config: TrainConfig, tokenizers: TokenizerPlan = TokenizerPlan(),
              max_tokens: int = 4096, bleu_beam: int = 1, resume: bool = False, device: torch.device | str = "cpu",
              on_event: Callable | None = None, meta: dict | None = None, shard: tuple[int, int] = (0, 1),
              ddp_wrap: Callable | None = None) -> dict:
     """Train a translator on `pairs`, selecting by greedy BLEU on `val_pairs`; returns the run summary."""
-    if max_tokens < 16:
-        raise UsageError(f"--batch-tokens must be at least 16, not {max_tokens}")
+    check_mt_options(model_options, max_tokens, run_dir, resume)
     run_dir = Path(run_dir)
     if resume:
         loaded = load_checkpoint(_latest_or_fail(run_dir), kind="mt")
         src_tok, tgt_tok = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
         cfg = loaded.model.config
     else:
-        _refuse_existing_run(run_dir)
         src_tok, tgt_tok = build_mt_tokenizers(pairs, tokenizers)
         if model_options.get("share_embeddings") and src_tok is not tgt_tok:
             raise UsageError("--share-embeddings needs a joint vocabulary (--joint-vocab)")

@@ -115,7 +115,7 @@ class SentencePieceTokenizer:
         if not lines:
             raise TokenizerError("cannot train a tokenizer on an empty corpus")
         n_chars = len(set("".join(lines)))
-        if vocab_size < n_chars + len(SPECIALS) and model_type == "bpe":
+        if vocab_size < n_chars + len(SPECIALS):  # both algorithms keep every character as a piece
             raise TokenizerError(f"vocabulary size {vocab_size} is smaller than the corpus's {n_chars} characters "
                                  f"plus {len(SPECIALS)} special tokens; use --vocab-size {n_chars + len(SPECIALS)} or more")
         buf = io.BytesIO()
@@ -177,6 +177,8 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         return CharTokenizer(meta["chars"])
     if kind == "sentencepiece":
         name = meta.get("model", SPM_FILE)
+        if not isinstance(name, str):
+            raise TokenizerError(f"{path}: 'model' must name a file in {directory}")
         model_path = (directory / name).resolve()
         if model_path.parent != directory.resolve():  # never follow a path out of the checkpoint
             raise TokenizerError(f"{path}: model file {name!r} points outside {directory}")

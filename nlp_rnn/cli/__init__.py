@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 import typer.core
 
@@ -20,11 +19,9 @@ from .common import err_console, state
 class App(typer.core.TyperGroup):
     """The one error table: typed errors → one line and an exit code."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
         except NlpRnnError as e:
             if state.debug:
                 raise
@@ -38,11 +35,16 @@ class App(typer.core.TyperGroup):
         except BrokenPipeError:
             ctx.exit(0)
         except Exception as e:  # a bug: still one line unless --debug
-            if state.debug:
+            if _is_cli_control(e) or state.debug:
                 raise
             err_console.print(f"[bold red]error:[/] unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)",
                               markup=True, highlight=False, soft_wrap=True)
             ctx.exit(1)
+
+
+def _is_cli_control(e: Exception) -> bool:
+    """Exit, Abort and usage errors of click, or of the copy of click that newer typer releases vendor."""
+    return type(e).__module__.split(".")[0] in ("click", "typer")
 
 
 app = typer.Typer(cls=App, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -68,12 +70,13 @@ def root(
     state.quiet = quiet
 
 
-from . import demo, models_cmd, tools, train  # noqa: E402  (commands register themselves on `app`)
+from . import demo, models_cmd, repl_cmd, tools, train  # noqa: E402  (commands register themselves on `app`)
 
 train.register(app)
 models_cmd.register(app)
 tools.register(app)
 demo.register(app)
+repl_cmd.register(app)
 
 
 def main() -> None:

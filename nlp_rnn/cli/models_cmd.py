@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import NlpRnnError, UsageError
+from ..errors import UsageError
 from .common import DEVICE, JSON, SEED, THREADS, err_console, info, metrics_table, out_console, print_json, setup, state, warn
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a language model (lm) or a translator (mt).")
@@ -140,7 +140,7 @@ def translate(
         if lines and lines[-1] == "":
             lines.pop()
     if output_file is not None and not output_file.parent.is_dir():
-        raise NlpRnnError(f"{output_file}: output directory {output_file.parent} does not exist")
+        raise UsageError(f"{output_file}: output directory {output_file.parent} does not exist")
     dev = setup(threads, device)
     if model is None:
         src_lang, tgt_lang = pick_direction(" ".join(lines[:20]), src_lang, tgt_lang)
@@ -242,7 +242,7 @@ def eval_mt(
         raise UsageError("eval mt needs -m DIR")
     corpus = read_aligned(src, ref)  # checks both files and their alignment
     if output_file is not None and not output_file.parent.is_dir():
-        raise NlpRnnError(f"{output_file}: output directory {output_file.parent} does not exist")
+        raise UsageError(f"{output_file}: output directory {output_file.parent} does not exist")
     dev = setup(threads, device)
     loaded = load_checkpoint(model, kind="mt", device=dev)
     start = time.perf_counter()

@@ -11,15 +11,15 @@ from .common import DEVICE, THREADS, setup, state
 
 
 def repl(
-    model: Optional[Path] = typer.Option(None, "--model", "-m",
+    model: Optional[Path] = typer.Option(None, "--model", "-m", metavar="PATH",
                                          help="Language model for generate/complete (default: the shipped one)."),
-    mt: Optional[List[Path]] = typer.Option(None, "--mt",
+    mt: Optional[List[Path]] = typer.Option(None, "--mt", metavar="PATH",
                                             help="Translator checkpoint; repeat for more directions "
                                                  "(default: the shipped translators)."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="Language of the shipped LM to use without -m: en or es."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="translate, generate or complete "
+    lang: Optional[str] = typer.Option(None, "--lang", metavar="en|es", help="Language of the shipped LM to use without -m: en or es."),
+    mode: Optional[str] = typer.Option(None, "--mode", metavar="MODE", help="translate, generate or complete "
                                                             "(default: translate when a translator is available)."),
-    direction: Optional[str] = typer.Option(None, "--dir", help="Translation direction, e.g. es-en, or auto."),
+    direction: Optional[str] = typer.Option(None, "--dir", metavar="SRC-TGT", help="Translation direction, e.g. es-en, or auto."),
     threads: Optional[int] = THREADS,
     device: str = DEVICE,
 ):

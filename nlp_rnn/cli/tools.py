@@ -78,6 +78,8 @@ def corpus_check(
     """Show what training would see: lines kept and dropped (and why), lengths, character set, samples."""
     from .. import corpora
 
+    if samples < 0:
+        raise UsageError(f"--samples must be 0 or more, not {samples}")
     if src or tgt or pairs or (dataset and parallel):
         if files:
             raise UsageError("give FILES (monolingual) or --src/--tgt/--pairs (parallel), not both")

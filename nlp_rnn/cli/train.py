@@ -90,13 +90,14 @@ def train_lm(
     runtime.set_deterministic(deterministic)
     cfg = _train_config(lr, warmup, weight_decay, clip, max_time, max_steps, epochs, eval_every, save_every,
                         save_every_minutes, keep, patience, max_bad_steps, precision, 1234 if seed is None else seed)
+    model_options = dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights)
+    tasks.check_lm_options(model_options, batch_size, bptt, out, resume)
     text = corpora.open_text(corpus, dataset, dataset_config, split, data_files, text_field, encoding_errors).text
     if val:
         val_text = corpora.read_text(val, text_field=text_field, encoding_errors=encoding_errors).text
     else:
         text, val_text = corpora.split_text(text, val_fraction)
     info(f"training on {len(text):,} characters, validating on {len(val_text):,} ({dev.type})")
-    model_options = dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights)
     with TrainingView("chars", bits=True) as view:
         summary = tasks.train_lm(text, val_text, out, model_options, cfg, batch_size=batch_size, bptt=bptt,
                                  min_freq=min_freq, resume=resume, device=dev, on_event=view)
@@ -178,6 +179,10 @@ def train_mt(
                         save_every_minutes, keep, patience, max_bad_steps, precision, seed)
     if tokenizer_type not in ("unigram", "bpe", "char"):
         raise UsageError(f"--tokenizer-type must be unigram, bpe or char, not {tokenizer_type!r}")
+    model_options = dict(cell=cell, attention=attention, input_feed=input_feed, bidirectional=bidirectional,
+                         layers=layers, hidden=hidden, embed=embed, dropout=dropout, label_smoothing=label_smoothing,
+                         share_embeddings=share_embeddings, tie_output=tie_output)
+    tasks.check_mt_options(model_options, batch_tokens, out, resume)
     src_field = src_field or src_lang
     tgt_field = tgt_field or tgt_lang
     corpus = corpora.open_parallel(str(src) if src else None, str(tgt) if tgt else None, str(pairs) if pairs else None,
@@ -195,9 +200,6 @@ def train_mt(
          f"validating on {len(held):,} ({dev.type})")
     plan = tasks.TokenizerPlan(str(src_tokenizer) if src_tokenizer else None, str(tgt_tokenizer) if tgt_tokenizer else None,
                                tokenizer_type, vocab_size, joint_vocab)
-    model_options = dict(cell=cell, attention=attention, input_feed=input_feed, bidirectional=bidirectional,
-                         layers=layers, hidden=hidden, embed=embed, dropout=dropout, label_smoothing=label_smoothing,
-                         share_embeddings=share_embeddings, tie_output=tie_output)
     meta = {"src_lang": src_lang, "tgt_lang": tgt_lang}
     with TrainingView("tgt tokens") as view:
         summary = tasks.train_mt(train_pairs, held, out, model_options, cfg, plan, max_tokens=batch_tokens,

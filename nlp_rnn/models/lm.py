@@ -86,3 +86,76 @@ class CharLM(nn.Module):
         """One character for each sequence of the batch: token (B,) → log-probabilities (B, V), state."""
         out, state = self.rnn(self.embedding(token[:, None]), state)
         return torch.log_softmax(self.head(out[:, 0]).float(), dim=-1), state
+
+    def stepper(self) -> "Stepper":
+        """A fast inference step over a snapshot of the current weights (see `Stepper`)."""
+        return Stepper(self)
+
+
+class Stepper:
+    """`CharLM.step` as a few plain matrix products, for generation and autocomplete at batch 1.
+
+    One step at batch 1 is dominated by fixed costs, so this precomputes what it can: the first layer's input
+    projection for every character (a V × gates·H table, so embedding + input matmul become one row lookup),
+    transposed weights, and merged biases. The state layout is nn.RNNBase's, so it mixes freely with `forward`.
+    Weights are snapshotted: make a new stepper after training further.
+    """
+
+    def __init__(self, model: CharLM):
+        c, rnn = model.config, model.rnn
+        self.cell, self.layers, self.hidden = c.cell, c.layers, c.hidden
+        w = lambda name: getattr(rnn, name).detach()  # noqa: E731
+        with torch.no_grad():
+            # GRU keeps the hidden bias apart: its candidate gate scales (W_hn·h + b_hn) by the reset gate
+            merge = self.cell != "gru"
+            self.table = model.embedding.weight.detach() @ w("weight_ih_l0").T + w("bias_ih_l0")
+            if merge:
+                self.table = self.table + w("bias_hh_l0")
+            self.w_ih = [None] + [w(f"weight_ih_l{i}").T.contiguous() for i in range(1, c.layers)]
+            self.b_ih = [None] + [w(f"bias_ih_l{i}") + (w(f"bias_hh_l{i}") if merge else 0) for i in range(1, c.layers)]
+            self.w_hh = [w(f"weight_hh_l{i}").T.contiguous() for i in range(c.layers)]
+            self.b_hh = [w(f"bias_hh_l{i}") for i in range(c.layers)]
+            if self.cell == "lstm":  # torch's gate order i, f, g, o → i, f, o, g: one sigmoid over three gates
+                H = c.hidden
+                order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
+                self.table = self.table[:, order]
+                self.w_ih = [None] + [m[:, order].contiguous() for m in self.w_ih[1:]]
+                self.b_ih = [None] + [b[order] for b in self.b_ih[1:]]
+                self.w_hh = [m[:, order].contiguous() for m in self.w_hh]
+            self.head_w = model.head.weight.detach().T.contiguous()
+            self.head_b = model.head.bias.detach()
+
+    @torch.no_grad()
+    def __call__(self, token: torch.Tensor, state=None):
+        """token (B,) → logits (B, V), state ((L, B, H) tensors, as nn.LSTM/GRU/RNN use)."""
+        B, H = token.size(0), self.hidden
+        if state is None:
+            zeros = self.table.new_zeros(self.layers, B, H)
+            state = (zeros, zeros) if self.cell == "lstm" else zeros
+        hs, cs = (state if self.cell == "lstm" else (state, None))
+        new_h, new_c = [], []
+        x = None
+        for i in range(self.layers):
+            h = hs[i]
+            gi = self.table[token] if i == 0 else torch.addmm(self.b_ih[i], x, self.w_ih[i])
+            if self.cell == "lstm":
+                g = torch.addmm(gi, h, self.w_hh[i])
+                i_g, f_g, o_g = torch.sigmoid(g[:, :3 * H]).chunk(3, 1)  # gates stored as i, f, o, g
+                c = f_g * cs[i] + i_g * torch.tanh(g[:, 3 * H:])
+                h = o_g * torch.tanh(c)
+                new_c.append(c)
+            elif self.cell == "gru":
+                gh = torch.addmm(self.b_hh[i], h, self.w_hh[i])
+                r_i, z_i, n_i = gi.chunk(3, 1)
+                r_h, z_h, n_h = gh.chunk(3, 1)
+                r, z = torch.sigmoid(r_i + r_h), torch.sigmoid(z_i + z_h)
+                n = torch.tanh(n_i + r * n_h)
+                h = n + z * (h - n)
+            else:
+                h = torch.tanh(torch.addmm(gi, h, self.w_hh[i]))
+            new_h.append(h)
+            x = h
+        logits = torch.addmm(self.head_b, x, self.head_w)
+        stack = (lambda xs: xs[0][None]) if self.layers == 1 else torch.stack  # noqa: E731
+        h_out = stack(new_h)
+        return logits, ((h_out, stack(new_c)) if self.cell == "lstm" else h_out)

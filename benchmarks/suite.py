@@ -1,0 +1,273 @@
+"""Speed benchmarks. Each prints one JSON object (with `peak_rss_mb`).
+
+    gemm          matrix-multiply GFLOP/s at the models' shapes, fp32 and bf16 (the ceiling)
+    lm-train      the LM on tiny-shakespeare: chars/s, achieved GFLOP/s, loss
+    lm-generate   sampling at batch 1: chars/s
+    autocomplete  typing a paragraph: per-keystroke latency with suggestions, p50/p95 ms
+    mt-train      the translator on Multi30k de→en: sentences/s, source/target tokens/s, GFLOP/s
+    mt-translate  Multi30k val at batch 32: greedy and beam-5 sentences/s, batch-1 latency
+
+Data comes from ../shared/data (beside the checkout) unless --data says otherwise. `--arch peer` uses the
+architecture of the peer being compared (the plain char-LSTM, or OpenNMT-py's biLSTM) for like-for-like ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from nlp_rnn import runtime
+from nlp_rnn.batch import LMBatch
+from nlp_rnn.data import LMStream, bucket_batches, collate, encode_pairs, encode_text
+from nlp_rnn.models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
+from nlp_rnn.tokenizers import CharTokenizer, train_tokenizer
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+LM_ARCH = {"default": dict(cell="lstm", embed=64, hidden=512, layers=1, dropout=0.1),
+           "peer": dict(cell="lstm", embed=128, hidden=512, layers=2, dropout=0.2)}
+LM_BATCH = {"default": (64, 128), "peer": (64, 128)}  # (streams, bptt)
+MT_ARCH = {"default": dict(cell="lstm", embed=256, hidden=256, layers=2, bidirectional=True, attention="luong",
+                           input_feed=True, dropout=0.3),
+           "peer": dict(cell="lstm", embed=256, hidden=256, layers=2, bidirectional=True, attention="luong",
+                        input_feed=True, dropout=0.3)}
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def rnn_flops(cell: str, inp: int, hidden: int) -> int:
+    """Forward multiply-adds ×2 of one recurrent step for one sequence."""
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    return 2 * gates * hidden * (inp + hidden)
+
+
+def lm_forward_flops(cfg: LMConfig) -> int:
+    f = rnn_flops(cfg.cell, cfg.embed, cfg.hidden) + (cfg.layers - 1) * rnn_flops(cfg.cell, cfg.hidden, cfg.hidden)
+    return f + 2 * cfg.hidden * cfg.vocab_size
+
+
+def bench_gemm(args) -> dict:
+    out = {}
+    shapes = [(64, 576, 2048), (64, 512, 2048), (1024, 256, 8000), (8192, 512, 68)]
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        best = []
+        for m, k, n in shapes:
+            a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+            for _ in range(3):
+                a @ b
+            reps, start = 0, time.perf_counter()
+            while time.perf_counter() - start < max(0.5, args.seconds / 8):
+                a @ b
+                reps += 1
+            best.append(2 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
+        out[f"{name}_gflops"] = round(max(best), 1)
+        out[f"{name}_gflops_by_shape"] = {f"{m}x{k}x{n}": round(g, 1) for (m, k, n), g in zip(shapes, best)}
+    return out
+
+
+def _shakespeare() -> str:
+    return (DATA / "tinyshakespeare" / "train.txt").read_text(encoding="utf-8")
+
+
+def bench_lm_train(args) -> dict:
+    text = _shakespeare()
+    tok = CharTokenizer.build([text])
+    cfg = LMConfig(vocab_size=tok.vocab_size, **LM_ARCH[args.arch])
+    torch.manual_seed(0)
+    model = CharLM(cfg)
+    B, T = LM_BATCH[args.arch]
+    stream = LMStream(encode_text(text, tok), B, T)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    dev = torch.device("cpu")
+    state, chars, losses, i = None, 0, [], 0
+    def step(i, state):
+        b = stream.window(i % len(stream))
+        with runtime.autocast(dev, args.precision):
+            loss, state = model.loss(b, state)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item(), tuple(s.detach() for s in state), b.n_tokens
+    for _ in range(3):  # warm-up
+        _, state, _ = step(i, state)
+        i += 1
+    start = time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        loss, state, n = step(i, state)
+        losses.append(loss)
+        chars += n
+        i += 1
+    sec = time.perf_counter() - start
+    cps = chars / sec
+    return {"arch": args.arch, "precision": args.precision, "params": sum(p.numel() for p in model.parameters()),
+            "chars_per_s": round(cps, 1), "gflops": round(3 * lm_forward_flops(cfg) * cps / 1e9, 1),
+            "loss_nats": round(statistics.mean(losses[-10:]), 4), "steps": len(losses)}
+
+
+def _lm_model(args):
+    if args.model:
+        from nlp_rnn.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(args.model, kind="lm")
+        return loaded.model, loaded.tokenizer
+    text = _shakespeare()
+    tok = CharTokenizer.build([text])
+    torch.manual_seed(0)
+    return CharLM(LMConfig(vocab_size=tok.vocab_size, **LM_ARCH[args.arch])), tok
+
+
+def bench_lm_generate(args) -> dict:
+    from nlp_rnn.sampling import generate
+
+    model, tok = _lm_model(args)
+    n = 0
+    for _ in generate(model, tok, "ROMEO:", 50, temperature=0.8, seed=0):
+        pass
+    start = time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        for _ in generate(model, tok, "ROMEO:", 500, temperature=0.8, seed=n):
+            n += 1
+    return {"arch": args.arch, "chars_per_s": round(n / (time.perf_counter() - start), 1), "chars": n}
+
+
+PARAGRAPH = ("Now is the winter of our discontent made glorious summer by this sun of York; and all the clouds "
+             "that lour'd upon our house in the deep bosom of the ocean buried. Now are our brows bound with "
+             "victorious wreaths; our bruised arms hung up for monuments.")
+
+
+def bench_autocomplete(args) -> dict:
+    from nlp_rnn.sampling import Autocompleter
+
+    model, tok = _lm_model(args)
+    ac = Autocompleter(model, tok, k=3, beam=8)
+    times, with_next = [], []
+    for rep in range(max(1, int(args.seconds // 5))):
+        ac.update("")
+        for i in range(1, len(PARAGRAPH) + 1):
+            start = time.perf_counter()
+            ac.update(PARAGRAPH[:i])
+            ac.suggest(next_words=False)
+            times.append(time.perf_counter() - start)
+        ac.update("")
+        for i in range(1, len(PARAGRAPH) + 1, 3):
+            start = time.perf_counter()
+            ac.update(PARAGRAPH[:i])
+            ac.suggest(next_words=True)
+            with_next.append(time.perf_counter() - start)
+    q = lambda xs, p: round(1000 * sorted(xs)[int(p * (len(xs) - 1))], 3)  # noqa: E731
+    return {"arch": args.arch, "keystrokes": len(times), "p50_ms": q(times, 0.5), "p95_ms": q(times, 0.95),
+            "with_next_words_p50_ms": q(with_next, 0.5), "with_next_words_p95_ms": q(with_next, 0.95)}
+
+
+def _multi30k(split: str):
+    de = (DATA / "multi30k" / f"{split}.de").read_text(encoding="utf-8").split("\n")
+    en = (DATA / "multi30k" / f"{split}.en").read_text(encoding="utf-8").split("\n")
+    return [(a.strip(), b.strip()) for a, b in zip(de, en) if a.strip() and b.strip()]
+
+
+def bench_mt_train(args) -> dict:
+    pairs = _multi30k("train")
+    src_tok = train_tokenizer([s for s, _ in pairs], "unigram", 8000)
+    tgt_tok = train_tokenizer([t for _, t in pairs], "unigram", 8000)
+    cfg = Seq2SeqConfig(src_vocab=src_tok.vocab_size, tgt_vocab=tgt_tok.vocab_size, **MT_ARCH[args.arch])
+    torch.manual_seed(0)
+    model = Seq2Seq(cfg)
+    src, tgt = encode_pairs(pairs, src_tok, tgt_tok)
+    batches = bucket_batches([len(s) for s in src], [len(t) for t in tgt], args.batch_tokens, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    dev = torch.device("cpu")
+    sents = stoks = ttoks = 0
+    i = 0
+    start = None
+    while True:
+        b = collate(src, tgt, batches[i % len(batches)])
+        with runtime.autocast(dev, args.precision):
+            loss, _ = model.loss(b)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        i += 1
+        if i == 3:
+            start = time.perf_counter()
+        elif i > 3:
+            sents += b.src.size(0)
+            stoks += int(b.src_len.sum())
+            ttoks += b.n_tokens
+            if time.perf_counter() - start >= args.seconds:
+                break
+    sec = time.perf_counter() - start
+    H, E = cfg.hidden, cfg.embed
+    enc = 2 * (rnn_flops(cfg.cell, E, H // 2) + (cfg.layers - 1) * rnn_flops(cfg.cell, H, H // 2))
+    dec = (rnn_flops(cfg.cell, E + H, H) + (cfg.layers - 1) * rnn_flops(cfg.cell, H, H) + 2 * 2 * H * H
+           + 2 * H * cfg.tgt_vocab)
+    flops = 3 * (enc * stoks + dec * ttoks + 2 * H * H * stoks)  # + attention keys; scores are small
+    return {"arch": args.arch, "precision": args.precision, "params": sum(p.numel() for p in model.parameters()),
+            "sentences_per_s": round(sents / sec, 1), "src_tokens_per_s": round(stoks / sec, 1),
+            "tgt_tokens_per_s": round(ttoks / sec, 1), "gflops": round(flops / sec / 1e9, 1),
+            "loss": round(loss.item(), 3), "batch_tokens": args.batch_tokens}
+
+
+def bench_mt_translate(args) -> dict:
+    from nlp_rnn.checkpoint import load_checkpoint
+    from nlp_rnn.evaluate import mt_scores
+    from nlp_rnn.search import translate_all
+
+    if not args.model:
+        sys.exit("mt-translate needs --model DIR (a trained de→en translator)")
+    loaded = load_checkpoint(args.model, kind="mt")
+    pairs = _multi30k("val")
+    src = [s for s, _ in pairs]
+    st, tt = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
+    out = {"sentences": len(src)}
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        translate_all(loaded.model, st, tt, src[:64], beam=beam, batch_size=32)
+        start = time.perf_counter()
+        hyps = translate_all(loaded.model, st, tt, src, beam=beam, batch_size=32)
+        sec = time.perf_counter() - start
+        toks = sum(len(tt.encode(h.text)) + 1 for h in hyps)
+        out[f"{name}_sent_per_s"] = round(len(src) / sec, 1)
+        out[f"{name}_tokens_per_s"] = round(toks / sec, 1)
+        out[f"{name}_bleu"] = mt_scores([h.text for h in hyps], [t for _, t in pairs])["bleu"]
+    lat = []
+    for s in src[:100]:
+        start = time.perf_counter()
+        translate_all(loaded.model, st, tt, [s], beam=5, batch_size=1)
+        lat.append(time.perf_counter() - start)
+    out["batch1_ms"] = round(1000 * statistics.median(lat), 2)
+    return out
+
+
+BENCHES = {"gemm": bench_gemm, "lm-train": bench_lm_train, "lm-generate": bench_lm_generate,
+           "autocomplete": bench_autocomplete, "mt-train": bench_mt_train, "mt-translate": bench_mt_translate}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=sorted(BENCHES))
+    p.add_argument("--seconds", type=float, default=30)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--arch", choices=["default", "peer"], default="default")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--model", help="a trained checkpoint (mt-translate; optional for lm-generate/autocomplete)")
+    p.add_argument("--json", action="store_true", help="print only the JSON object")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = {"bench": args.name, "threads": args.threads, **BENCHES[args.name](args), "peak_rss_mb": peak_rss_mb(),
+              "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
