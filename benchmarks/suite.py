@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 from nlp_rnn import runtime
-from nlp_rnn.batch import LMBatch
 from nlp_rnn.data import LMStream, bucket_batches, collate, encode_pairs, encode_text
 from nlp_rnn.models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
 from nlp_rnn.tokenizers import CharTokenizer, train_tokenizer
@@ -230,9 +229,9 @@ def bench_mt_translate(args) -> dict:
     st, tt = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
     out = {"sentences": len(src)}
     for name, beam in (("greedy", 1), ("beam5", 5)):
-        translate_all(loaded.model, st, tt, src[:64], beam=beam, batch_size=32)
+        translate_all(loaded.model, st, tt, src[:64], beam=beam, batch_size=32, precision=args.precision)
         start = time.perf_counter()
-        hyps = translate_all(loaded.model, st, tt, src, beam=beam, batch_size=32)
+        hyps = translate_all(loaded.model, st, tt, src, beam=beam, batch_size=32, precision=args.precision)
         sec = time.perf_counter() - start
         toks = sum(len(tt.encode(h.text)) + 1 for h in hyps)
         out[f"{name}_sent_per_s"] = round(len(src) / sec, 1)
@@ -241,14 +240,47 @@ def bench_mt_translate(args) -> dict:
     lat = []
     for s in src[:100]:
         start = time.perf_counter()
-        translate_all(loaded.model, st, tt, [s], beam=5, batch_size=1)
+        translate_all(loaded.model, st, tt, [s], beam=5, batch_size=1, precision=args.precision)
         lat.append(time.perf_counter() - start)
     out["batch1_ms"] = round(1000 * statistics.median(lat), 2)
     return out
 
 
+def bench_big_corpus(args) -> dict:
+    """Train the LM on a generated corpus of `--size-mb` MB (tiny-shakespeare lines shuffled, repeated) in a child
+    process and report the child's peak RSS: the memory-mapped id file keeps it bounded."""
+    import random
+    import subprocess
+    import tempfile
+
+    lines = _shakespeare().split("\n")
+    rng = random.Random(0)
+    work = Path(tempfile.mkdtemp(prefix="nlp-rnn-big-", dir=args.workdir))
+    corpus = work / "big.txt"
+    size = 0
+    with open(corpus, "w", encoding="utf-8") as f:
+        while size < args.size_mb * 1_000_000:
+            block = "\n".join(rng.sample(lines, 2000)) + "\n"
+            f.write(block)
+            size += len(block.encode())
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "nlp_rnn", "--quiet", "train", "lm", str(corpus), "-o", str(work / "run"),
+           "--max-steps", str(args.steps), "--eval-every", str(args.steps), "--threads", str(args.threads), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(proc.stderr)
+    seconds = time.perf_counter() - start
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    summary = json.loads(proc.stdout)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return {"corpus_mb": round(size / 1e6, 1), "steps": summary["steps"], "train_peak_rss_mb": round(child, 1),
+            "seconds_total": round(seconds, 1), "final": summary["final"]}
+
+
 BENCHES = {"gemm": bench_gemm, "lm-train": bench_lm_train, "lm-generate": bench_lm_generate,
-           "autocomplete": bench_autocomplete, "mt-train": bench_mt_train, "mt-translate": bench_mt_translate}
+           "autocomplete": bench_autocomplete, "big-corpus": bench_big_corpus, "mt-train": bench_mt_train, "mt-translate": bench_mt_translate}
 
 
 def main(argv=None) -> None:
@@ -259,9 +291,12 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--arch", choices=["default", "peer"], default="default")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--batch-tokens", type=int, default=2048)
     p.add_argument("--model", help="a trained checkpoint (mt-translate; optional for lm-generate/autocomplete)")
     p.add_argument("--json", action="store_true", help="print only the JSON object")
+    p.add_argument("--size-mb", type=float, default=1000, help="big-corpus: size of the generated corpus")
+    p.add_argument("--steps", type=int, default=50, help="big-corpus: training steps")
+    p.add_argument("--workdir", default=None, help="big-corpus: where to write the corpus (default: temp dir)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = {"bench": args.name, "threads": args.threads, **BENCHES[args.name](args), "peak_rss_mb": peak_rss_mb(),

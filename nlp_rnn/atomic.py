@@ -54,6 +54,9 @@ def atomic_dir(path: str | Path):
     path = Path(path)
     _check_parent(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should look like any new directory
     try:
         yield tmp
         for f in tmp.rglob("*"):

@@ -36,10 +36,12 @@ class MTBatch:
     tgt_in: torch.Tensor
     tgt_out: torch.Tensor
     index: torch.Tensor  # positions of these pairs in the list they came from
+    loss_tokens: float | None = None  # divide the summed loss by this (default: this batch's tokens)
 
     @property
     def n_tokens(self) -> int:
         return int((self.tgt_out != 0).sum())
 
     def to(self, device) -> "MTBatch":
-        return MTBatch(self.src.to(device), self.src_len, self.tgt_in.to(device), self.tgt_out.to(device), self.index)
+        return MTBatch(self.src.to(device), self.src_len, self.tgt_in.to(device), self.tgt_out.to(device), self.index,
+                       self.loss_tokens)

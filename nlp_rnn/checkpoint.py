@@ -214,14 +214,6 @@ def read_pointer(run_dir: Path, name: str) -> Path | None:
     return target if (target / CONFIG_FILE).is_file() else None
 
 
-def pointer_info(run_dir: Path, name: str) -> dict:
-    p = run_dir / name
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 def copy_model(src: Path, dst: Path) -> None:
     """Publish a checkpoint's weights, config and tokenizers (no trainer state) as `dst`, atomically."""
     with atomic_dir(dst) as tmp:

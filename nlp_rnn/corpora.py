@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import os
 import glob
 import io
 import json
@@ -84,12 +85,7 @@ def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
 def read_file_text(path: str | Path, encoding_errors: str = "strict") -> str:
     """Decode a whole file as UTF-8 (NFC), naming the line of the first invalid byte."""
     path = Path(path)
-    try:
-        codecs.lookup_error(encoding_errors)
-    except LookupError:
-        raise UsageError(f"--encoding-errors must be strict, replace or ignore, not {encoding_errors!r}") from None
-    if path.is_dir():
-        raise CorpusError(path, "is a directory, expected a file")
+    read_file_text_checks(path, encoding_errors)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -112,6 +108,72 @@ def read_file_text(path: str | Path, encoding_errors: str = "strict") -> str:
     except LookupError:
         raise UsageError(f"--encoding-errors must be strict, replace or ignore, not {encoding_errors!r}") from None
     return normalize(text.replace("\r\n", "\n"))
+
+
+def iter_file_chunks(path: str | Path, encoding_errors: str = "strict", chunk_bytes: int = 1 << 22) -> Iterator[str]:
+    """A file's text in pieces of about `chunk_bytes`, validated like `read_file_text` but never whole in memory."""
+    path = Path(path)
+    read_file_text_checks(path, encoding_errors)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors=encoding_errors)
+    line = 1
+    first = True
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(chunk_bytes)
+            final = not data
+            if first and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            first = False
+            if b"\x00" in data:
+                at = line + data[: data.index(b"\x00")].count(b"\n")
+                raise CorpusError(path, "looks like a binary file (contains NUL bytes), expected UTF-8 text", at)
+            try:
+                text = decoder.decode(data, final=final)
+            except UnicodeDecodeError as e:
+                at = line + data[: max(0, e.start)].count(b"\n")
+                raise CorpusError(path, "invalid UTF-8; fix the file or pass --encoding-errors replace", at) from None
+            line += data.count(b"\n")
+            if text:
+                yield normalize(text.replace("\r\n", "\n"))
+            if final:
+                return
+
+
+def read_file_text_checks(path: Path, encoding_errors: str) -> None:
+    """The checks every reader makes before opening a file."""
+    try:
+        codecs.lookup_error(encoding_errors)
+    except LookupError:
+        raise UsageError(f"--encoding-errors must be strict, replace or ignore, not {encoding_errors!r}") from None
+    if path.is_dir():
+        raise CorpusError(path, "is a directory, expected a file")
+    if not path.exists():
+        raise CorpusError(path, "no such file")
+    if not os.access(path, os.R_OK):
+        raise CorpusError(path, "permission denied")
+
+
+class TextSource:
+    """Monolingual text that can be read more than once, in chunks: plain-text files are streamed from disk
+    (a corpus larger than memory never sits in memory), other inputs are held as already-read text."""
+
+    def __init__(self, paths: list[Path] | None = None, texts: Iterable[str] | None = None,
+                 encoding_errors: str = "strict", description: str = ""):
+        self.paths, self.texts, self.encoding_errors = paths, texts, encoding_errors
+        self.description = description or ", ".join(str(p) for p in paths or [])
+
+    @classmethod
+    def from_text(cls, text: str) -> "TextSource":
+        return cls(texts=[text], description="text")
+
+    def chunks(self) -> Iterator[str]:
+        if self.paths is None:
+            yield from self.texts
+            return
+        for i, path in enumerate(self.paths):
+            if i:
+                yield "\n"  # files are joined by a line break, as read_text joins them
+            yield from iter_file_chunks(path, self.encoding_errors)
 
 
 def _lines(path: Path, encoding_errors: str) -> list[str]:
@@ -353,18 +415,6 @@ def split_pairs(pairs: list, fraction: float, seed: int) -> tuple[list, list]:
     return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in sorted(held)]
 
 
-def split_text(text: str, fraction: float) -> tuple[str, str]:
-    """Hold out the last `fraction` of the text, cut at a line break when there is one near."""
-    if not 0 < fraction < 1:
-        raise UsageError(f"--val-fraction must be between 0 and 1, not {fraction}")
-    cut = int(len(text) * (1 - fraction))
-    nl = text.rfind("\n", max(0, cut - 200), cut)
-    cut = nl + 1 if nl > 0 else cut
-    if cut <= 1 or cut >= len(text) - 1:
-        raise CorpusError(None, f"corpus of {len(text)} characters is too short to hold out a validation part")
-    return text[:cut], text[cut:]
-
-
 # ---------------------------------------------------------------------------------------------- summaries
 
 def percentiles(values: list[int], ps=(50, 90, 99, 100)) -> dict[str, int]:
@@ -432,3 +482,19 @@ def open_parallel(src: str | None = None, tgt: str | None = None, pairs: str | N
         return read_pairs(pairs, src_col, tgt_col, max_len, encoding_errors)
     rows = load_dataset_rows(dataset, dataset_config, split, data_files or None)
     return pairs_from_dataset(rows, src_field or "src", tgt_field or "tgt", f"dataset {dataset}", max_len)
+
+
+def open_text_source(files: list[str] | None = None, dataset: str | None = None, dataset_config: str | None = None,
+                     split: str = "train", data_files: list[str] | None = None, text_field: str = "text",
+                     encoding_errors: str = "strict") -> TextSource:
+    """Like `open_text`, but plain-text files are streamed rather than read whole (for very large corpora)."""
+    if dataset or not files:
+        corpus = open_text(files, dataset, dataset_config, split, data_files, text_field, encoding_errors)
+        return TextSource(texts=[corpus.text], description=", ".join(corpus.stats.files))
+    paths = expand_paths(files)
+    if any(p.suffix == ".jsonl" for p in paths):
+        corpus = read_text(paths, text_field=text_field, encoding_errors=encoding_errors)
+        return TextSource(texts=[corpus.text], description=", ".join(corpus.stats.files))
+    for p in paths:
+        read_file_text_checks(p, encoding_errors)
+    return TextSource(paths=paths, encoding_errors=encoding_errors)

@@ -11,8 +11,10 @@ continue each row, and the hidden state of row b at the end of window i is the r
 from __future__ import annotations
 
 import random
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from .batch import LMBatch, MTBatch
@@ -26,23 +28,49 @@ def encode_text(text: str, tokenizer: Tokenizer) -> torch.Tensor:
     return torch.tensor(tokenizer.encode(text), dtype=torch.long)
 
 
+def write_ids(chunks: Iterable[str], tokenizer: Tokenizer, path: str | Path) -> np.ndarray:
+    """Encode text chunk by chunk into a file of uint16 (or uint32) ids and return it memory-mapped, so a
+    corpus of any size trains in bounded memory: the OS pages in only the windows being read."""
+    dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max else np.uint32
+    path = Path(path)
+    n = 0
+    with open(path, "wb") as f:
+        for chunk in chunks:
+            for start in range(0, len(chunk), 1 << 20):
+                ids = np.asarray(tokenizer.encode(chunk[start:start + (1 << 20)]), dtype=dtype)
+                ids.tofile(f)
+                n += ids.size
+    if n == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def as_long(ids) -> torch.Tensor:
+    """int64 tensor of token ids from a tensor, list or (memory-mapped) numpy array."""
+    if torch.is_tensor(ids):
+        return ids.long()
+    return torch.from_numpy(np.asarray(ids, dtype=np.int64))
+
+
 class LMStream:
     """A token stream laid out as (B, L) rows, served as (x, y) windows of `bptt` tokens."""
 
     def __init__(self, ids: torch.Tensor, batch_size: int, bptt: int):
-        rows = ids.numel() // batch_size
+        n = len(ids)
+        rows = n // batch_size
         if rows < 2:
-            raise ValueError(f"{ids.numel()} tokens cannot fill a batch of {batch_size} rows")
-        self.rows = ids[: rows * batch_size].view(batch_size, rows)
+            raise ValueError(f"{n} tokens cannot fill a batch of {batch_size} rows")
+        self.rows = ids[: rows * batch_size].reshape(batch_size, rows)  # a view, also of a memory-mapped array
         self.bptt = bptt
 
     def __len__(self) -> int:
-        return max(1, (self.rows.size(1) - 1 + self.bptt - 1) // self.bptt)
+        return max(1, (self.rows.shape[1] - 1 + self.bptt - 1) // self.bptt)
 
     def window(self, i: int) -> LMBatch:
         start = i * self.bptt
-        end = min(start + self.bptt, self.rows.size(1) - 1)
-        return LMBatch(self.rows[:, start:end], self.rows[:, start + 1:end + 1])
+        end = min(start + self.bptt, self.rows.shape[1] - 1)
+        xy = as_long(self.rows[:, start:end + 1])
+        return LMBatch(xy[:, :-1], xy[:, 1:])
 
     def __iter__(self) -> Iterator[LMBatch]:
         return (self.window(i) for i in range(len(self)))

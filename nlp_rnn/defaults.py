@@ -81,12 +81,12 @@ def recipes(corpora: Path | None = None) -> list[dict]:
     """How every shipped model is trained: `nlp-rnn` arguments (without `-o`), plus the test split it is
     scored on. `nlp-rnn demo --retrain` runs exactly these; each model card quotes its command."""
     c = Path(corpora or CORPORA)
-    lm = ["--cell", "lstm", "--layers", "1", "--hidden", "512", "--embed", "64", "--dropout", "0.1",
-          "--bptt", "128", "--batch-size", "32", "--lr", "3e-3", "--eval-every", "250", "--max-time", "2m",
+    lm = ["--cell", "lstm", "--layers", "1", "--hidden", "384", "--embed", "48", "--dropout", "0.2",
+          "--bptt", "128", "--batch-size", "32", "--lr", "3e-3", "--eval-every", "200", "--max-time", "90s",
           "--seed", "1", "--threads", "2"]
-    mt = ["--tokenizer-type", "unigram", "--vocab-size", "2000", "--cell", "lstm", "--attention", "luong",
-          "--layers", "1", "--hidden", "256", "--embed", "128", "--dropout", "0.3", "--batch-tokens", "1500",
-          "--lr", "3e-3", "--eval-every", "200", "--max-time", "2m", "--seed", "1", "--threads", "2"]
+    mt = ["--tokenizer-type", "unigram", "--vocab-size", "1000", "--cell", "lstm", "--attention", "luong",
+          "--layers", "1", "--hidden", "256", "--embed", "128", "--dropout", "0.3", "--batch-tokens", "1024",
+          "--lr", "3e-3", "--eval-every", "200", "--max-time", "3m", "--seed", "1", "--threads", "2"]
     pairs = str(c / "en-es" / "train.tsv")
     return [
         {"name": "lm-en", "kind": "lm", "lang": "en", "test": str(c / "prose-en" / "test.txt"),

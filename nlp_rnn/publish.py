@@ -14,7 +14,7 @@ from .search import translate_all
 MT_TEST_BEAM = 5
 
 
-def test_metrics(model_dir: str | Path, recipe: dict) -> dict:
+def measure_test_metrics(model_dir: str | Path, recipe: dict) -> dict:
     """The figure a model card records: bits/char on the test text, or BLEU/chrF (beam 5) on the test pairs."""
     loaded = load_checkpoint(model_dir, kind=recipe["kind"])
     if recipe["kind"] == "lm":
@@ -36,7 +36,7 @@ def publish(run_dir: str | Path, dest: str | Path, recipe: dict, command: list[s
 
     src = resolve_model_dir(run_dir)
     command = [a.replace(str(CORPORA), "corpora") for a in command]
-    metrics = test_metrics(src, recipe)
+    metrics = measure_test_metrics(src, recipe)
     config = json.loads((src / CONFIG_FILE).read_text(encoding="utf-8"))
     config["meta"]["test_metrics"] = metrics
     config["meta"]["command"] = command
@@ -73,7 +73,7 @@ def model_card(recipe: dict, config: dict, metrics: dict, command: list[str]) ->
         figure = (f"BLEU {metrics['test_bleu']}, chrF {metrics['test_chrf']} on `{recipe['test']}` "
                   f"({metrics['test_sentences']} sentences, beam {metrics['test_beam']}; sacrebleu "
                   f"`{metrics['bleu_signature']}`)")
-    cmd = "nlp-rnn " + " ".join(shlex.quote(a) for a in command)
+    cmd = "nlp-rnn " + " ".join(shlex.quote(a) for a in command) + f" -o runs/{recipe['name']}"
     return f"""# {recipe['name']}: {what}
 
 - **Architecture:** {arch}.
@@ -85,7 +85,7 @@ def model_card(recipe: dict, config: dict, metrics: dict, command: list[str]) ->
 {cmd}
 ```
 
-Training stopped after {meta.get('step', '?')} steps (time budget); the checkpoint with the best validation score
-was kept. Format: `config.json` + `model.safetensors` + tokenizer files, loadable without pickle.
+then published (final model, test metric, this card) by `nlp-rnn demo --retrain -o checkpoints`. Training ran
+for the time budget; the checkpoint with the best validation score (step {meta.get('step', '?')}) was kept. Format: `config.json` + `model.safetensors` + tokenizer files, loadable without pickle.
 A test (`tests/test_shipped.py`) recomputes the test metric and fails if it drifts from the value recorded here.
 """

@@ -6,6 +6,7 @@ hypotheses by score / ((5 + len) / 6) ** α (Wu et al. 2016), α = 0 meaning raw
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
@@ -14,7 +15,7 @@ import torch
 
 from .data import bucket_batches, collate
 from .errors import UsageError
-from .runtime import small_batch_kernels
+from .runtime import autocast, small_batch_kernels
 from .tokenizers import BOS, EOS
 
 
@@ -76,7 +77,8 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
         raise UsageError(f"--n-best must be between 1 and the beam size ({beam}), not {n_best}")
     model.eval()
     K, dev = beam, src.device
-    with small_batch_kernels():
+    # oneDNN's RNN kernel wins from about 64 rows (measured: beam 5 × batch 32 is 13% faster with it)
+    with small_batch_kernels() if src.size(0) * beam < 64 else contextlib.nullcontext():
         mem, state = model.encode(src, src_len)
         B = src.size(0)
         limits = _max_lens(src_len, max_len_ratio, max_len).tolist()
@@ -136,8 +138,9 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
                 new_tokens.append(beams_tok)
             if not keep_sent:
                 break
-            idx = torch.tensor(src_rows, device=dev)
-            state, mem = state.select(idx), mem.select(idx)
+            state = state.select(torch.tensor(src_rows, device=dev))
+            if len(keep_sent) < n:  # the K rows of a sentence share its memory: move it only when sentences leave
+                mem = mem.select(torch.tensor([j * K + s for j in keep_sent for s in range(K)], device=dev))
             y = torch.tensor(new_y, device=dev)
             scores = new_scores[: len(keep_sent)]
             tokens = new_tokens
@@ -158,7 +161,8 @@ class Translation:
 
 def translate(model, src_tok, tgt_tok, lines: Sequence[str], beam: int = 1, batch_size: int = 32,
               length_penalty: float = 0.6, max_len_ratio: float = 2.0, n_best: int = 1,
-              max_src_tokens: int = 250, device: str | torch.device = "cpu") -> Iterator[tuple[int, Translation]]:
+              max_src_tokens: int = 250, device: str | torch.device = "cpu",
+              precision: str = "fp32") -> Iterator[tuple[int, Translation]]:
     """Translate lines in batches of similar length; yields (line index, Translation) as batches finish.
     Empty lines translate to empty lines; sources longer than `max_src_tokens` are cut and flagged."""
     if batch_size < 1:
@@ -179,10 +183,11 @@ def translate(model, src_tok, tgt_tok, lines: Sequence[str], beam: int = 1, batc
         index = [todo[g] for g in group]
         batch = collate(src_ids, None, index)
         src, src_len = batch.src.to(device), batch.src_len
-        if beam == 1 and n_best == 1:
-            hyps = [[h] for h in greedy(model, src, src_len, max_len_ratio)]
-        else:
-            hyps = beam_search(model, src, src_len, beam, length_penalty, max_len_ratio, n_best=n_best)
+        with autocast(torch.device(device), precision):
+            if beam == 1 and n_best == 1:
+                hyps = [[h] for h in greedy(model, src, src_len, max_len_ratio)]
+            else:
+                hyps = beam_search(model, src, src_len, beam, length_penalty, max_len_ratio, n_best=n_best)
         for i, hs in zip(index, hyps):
             alts = [(tgt_tok.decode(h.ids), h.score) for h in hs]
             yield i, Translation(alts[0][0], alts[0][1], alts, cut[i])

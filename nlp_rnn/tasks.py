@@ -5,6 +5,7 @@ model, and hand a task to `training.Trainer`. The CLI turns flags into these cal
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Callable, Sequence
 import torch
 
 from .checkpoint import load_checkpoint, read_pointer
-from .data import LMStream, bucket_batches, collate, encode_pairs, encode_text
-from .errors import CheckpointError, CorpusError, UsageError
+from .corpora import TextSource
+from .data import LMStream, as_long, bucket_batches, collate, encode_pairs, write_ids
+from .errors import CheckpointError, CorpusError, TokenizerError, UsageError
 from .evaluate import LN2, lm_nll, mt_scores
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
 from .search import translate_all
@@ -31,23 +33,30 @@ def _model_config(cls, **kwargs):
 
 # ---------------------------------------------------------------------------------------------- language model
 
+VAL_CAP = 2_000_000
+
+
 class LMTask:
     carries_state = True
 
     def __init__(self, train_ids: torch.Tensor, val_ids: torch.Tensor, batch_size: int, bptt: int,
                  eval_rows: int = 16, shard: tuple[int, int] = (0, 1)):
         rank, world = shard
-        if world > 1:  # each rank reads its own contiguous part of the stream
-            per = train_ids.numel() // world
-            train_ids = train_ids[rank * per:(rank + 1) * per]
+        if world > 1:  # rank r takes rows r·B/N … (r+1)·B/N − 1 of the global (B, L) layout
+            if batch_size % world:
+                raise UsageError(f"--batch-size {batch_size} must be divisible by the {world} processes")
+            batch_size //= world
+            row_len = len(train_ids) // (batch_size * world)
+            train_ids = train_ids[rank * batch_size * row_len:(rank + 1) * batch_size * row_len]
         try:
             self.stream = LMStream(train_ids, batch_size, bptt)
         except ValueError:
-            raise CorpusError(None, f"training text of {train_ids.numel()} characters is too short for "
+            raise CorpusError(None, f"training text of {len(train_ids)} characters is too short for "
                                     f"--batch-size {batch_size}; use a smaller batch or more text") from None
-        self.val_ids, self.eval_rows = val_ids, eval_rows
+        # periodic validation reads at most VAL_CAP tokens: enough for a stable figure, bounded in time and memory
+        self.val_ids, self.eval_rows = as_long(val_ids[:VAL_CAP]), eval_rows
 
-    def steps_per_epoch(self) -> int:
+    def steps_per_epoch(self, epoch: int = 0) -> int:
         return len(self.stream)
 
     def batch(self, epoch: int, i: int):
@@ -59,34 +68,68 @@ class LMTask:
         return {"val_nats_per_char": round(nats, 4), "val_bits_per_char": round(nats / LN2, 4), "score": -nats}
 
 
-def check_lm_options(model_options: dict, batch_size: int, bptt: int, run_dir: str | Path, resume: bool) -> None:
+def check_lm_options(model_options: dict, batch_size: int, bptt: int, run_dir: str | Path, resume: bool,
+                     val_fraction: float = 0.05) -> None:
     """Fail on bad flags before any corpus is read or any output printed."""
     if batch_size < 1 or bptt < 1:
         raise UsageError(f"--batch-size and --bptt must be at least 1 (got {batch_size} and {bptt})")
+    if not 0 < val_fraction < 1:
+        raise UsageError(f"--val-fraction must be between 0 and 1, not {val_fraction}")
     _model_config(LMConfig, vocab_size=1, **model_options)
     if not resume:
         _refuse_existing_run(Path(run_dir))
 
 
-def train_lm(text: str, val_text: str, run_dir: str | Path, model_options: dict, train_config: TrainConfig,
-             batch_size: int = 64, bptt: int = 128, min_freq: int = 1, resume: bool = False,
-             device: torch.device | str = "cpu", on_event: Callable | None = None, meta: dict | None = None,
-             shard: tuple[int, int] = (0, 1), ddp_wrap: Callable | None = None) -> dict:
-    """Train a character language model on `text`, validating on `val_text`; returns the run summary."""
-    check_lm_options(model_options, batch_size, bptt, run_dir, resume)
+def train_lm(text: str | TextSource, val_text: str | TextSource | None, run_dir: str | Path, model_options: dict,
+             train_config: TrainConfig, batch_size: int = 64, bptt: int = 128, min_freq: int = 1,
+             val_fraction: float = 0.05, resume: bool = False, device: torch.device | str = "cpu",
+             on_event: Callable | None = None, meta: dict | None = None, shard: tuple[int, int] = (0, 1),
+             ddp_wrap: Callable | None = None) -> dict:
+    """Train a character language model; returns the run summary.
+
+    The text is encoded chunk by chunk into a memory-mapped id file in the run directory, so corpora larger
+    than memory train in bounded memory. Without validation text, the last `val_fraction` is held out.
+    """
+    check_lm_options(model_options, batch_size, bptt, run_dir, resume, val_fraction)
     run_dir = Path(run_dir)
+    source = TextSource.from_text(text) if isinstance(text, str) else text
+    val_source = TextSource.from_text(val_text) if isinstance(val_text, str) else val_text
     if resume:
-        latest = _latest_or_fail(run_dir)
-        loaded = load_checkpoint(latest, kind="lm")
+        loaded = load_checkpoint(_latest_or_fail(run_dir), kind="lm")
         tokenizer, cfg = loaded.tokenizer, loaded.model.config
     else:
-        tokenizer = CharTokenizer.build([text], min_freq=min_freq)
+        try:
+            tokenizer = CharTokenizer.build(source.chunks(), min_freq=min_freq)
+        except TokenizerError:
+            raise CorpusError(source.description, f"corpus is empty, or no character occurs {min_freq} times") from None
+        if all(ch.isspace() for ch in tokenizer.chars):
+            raise CorpusError(source.description, "corpus is empty (no non-blank text)")
         cfg = _model_config(LMConfig, vocab_size=tokenizer.vocab_size, **model_options)
+    fresh = not run_dir.exists()
+    (run_dir / "data").mkdir(parents=True, exist_ok=True)
+    rank = f".rank{shard[0]}" if shard[1] > 1 else ""  # each process writes its own copy
+    try:
+        ids = write_ids(source.chunks(), tokenizer, run_dir / "data" / f"train{rank}.ids")
+        val_ids = (write_ids(val_source.chunks(), tokenizer, run_dir / "data" / f"val{rank}.ids")
+                   if val_source is not None else None)
+    except BaseException:
+        if fresh:  # a corpus error found while encoding leaves no half-made run directory behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if val_ids is None:  # hold out the end of the corpus (val_fraction was checked above)
+        cut = int(len(ids) * (1 - val_fraction))
+        ids, val_ids = ids[:cut], ids[cut:]
+    if len(val_ids) < 2:
+        raise CorpusError(None, "validation text is too short (fewer than 2 characters)")
+    if on_event is not None:
+        from .training import Notice
+
+        on_event(Notice(f"training on {len(ids):,} characters, validating on {len(val_ids):,}"))
     torch.manual_seed(train_config.seed)
     model = CharLM(cfg).to(device)
-    task = LMTask(encode_text(text, tokenizer), encode_text(val_text, tokenizer), batch_size, bptt, shard=shard)
+    task = LMTask(ids, val_ids, batch_size, bptt, shard=shard)
     meta = {**(meta or {}), "task": "lm", "batch_size": batch_size, "bptt": bptt,
-            "train_chars": len(text), "val_chars": len(val_text)}
+            "train_chars": len(ids), "val_chars": len(val_ids)}
     trainer = Trainer(model, task, train_config, run_dir, {"tokenizer": tokenizer}, meta, device, on_event,
                       ddp=ddp_wrap(model) if ddp_wrap else None)
     if resume:
@@ -114,18 +157,24 @@ class MTTask:
         if self._epoch != epoch:
             batches = bucket_batches([len(s) for s in self.src_ids], [len(t) for t in self.tgt_ids],
                                      self.max_tokens, seed=self.seed + epoch)
-            rank, world = self.shard
-            if world > 1:  # every rank sees the same number of batches, each its own
-                n = len(batches) // world
-                batches = batches[rank * n:(rank + 1) * n]
+            if self.shard[1] > 1:  # every rank takes a share of every global batch
+                batches = [b for b in batches if len(b) >= self.shard[1]]
             self._epoch, self._batches = epoch, batches
         return self._batches
 
-    def steps_per_epoch(self) -> int:
-        return len(self._epoch_batches(0))
+    def steps_per_epoch(self, epoch: int = 0) -> int:
+        return len(self._epoch_batches(epoch))
 
     def batch(self, epoch: int, i: int):
-        return collate(self.src_ids, self.tgt_ids, self._epoch_batches(epoch)[i])
+        index = self._epoch_batches(epoch)[i]
+        rank, world = self.shard
+        if world == 1:
+            return collate(self.src_ids, self.tgt_ids, index)
+        # The loss is normalised by the global batch's tokens, so DDP's gradient average equals one process's.
+        global_tokens = sum(len(self.tgt_ids[j]) + 1 for j in index)
+        b = collate(self.src_ids, self.tgt_ids, index[rank::world])
+        b.loss_tokens = global_tokens / world
+        return b
 
     @torch.no_grad()
     def evaluate(self, model) -> dict:

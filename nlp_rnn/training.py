@@ -2,7 +2,7 @@
 
 A *task* supplies what differs between the language model and the translator:
 
-    task.steps_per_epoch()        batches in one pass over the training data
+    task.steps_per_epoch(epoch)   batches in that pass over the training data
     task.batch(epoch, i)          the i-th batch of an epoch, the same every time it is asked for (resume)
     task.evaluate(model)          validation metrics; "score" (higher is better) picks the best checkpoint
     task.carries_state            True when recurrent state flows from one batch to the next (LM, truncated BPTT)
@@ -24,11 +24,12 @@ from typing import Callable, Protocol
 
 import torch
 
-from .checkpoint import (flatten_optimizer, load_trainer_state, read_pointer, save_checkpoint, unflatten_optimizer,
-                         write_pointer, copy_model, pointer_info)
+from .checkpoint import (copy_model, flatten_optimizer, load_trainer_state, read_pointer, save_checkpoint,
+                         unflatten_optimizer, write_pointer)
 from .errors import CheckpointError, TrainingStopped, UsageError
-from .models.rnn import detach_state, map_state
-from .runtime import autocast
+from .models.rnn import detach_state
+from .distributed import agree
+from .runtime import autocast, resolve_precision
 
 
 @dataclass
@@ -47,7 +48,7 @@ class TrainConfig:
     keep: int = 2                 # resumable checkpoints kept besides the best
     patience: int | None = None   # evaluations without improvement before stopping
     max_bad_steps: int = 20       # consecutive non-finite steps before giving up
-    precision: str = "fp32"
+    precision: str = "auto"
     seed: int = 1234
 
     def validate(self) -> "TrainConfig":
@@ -96,7 +97,7 @@ class Notice:
 class Task(Protocol):
     carries_state: bool
 
-    def steps_per_epoch(self) -> int: ...
+    def steps_per_epoch(self, epoch: int = 0) -> int: ...
     def batch(self, epoch: int, i: int): ...
     def evaluate(self, model) -> dict: ...
 
@@ -161,6 +162,8 @@ class Trainer:
         self.on_event = on_event or (lambda e: None)
         self.ddp = ddp  # a DistributedDataParallel wrapper around `model`, when distributed
         self.is_main = ddp is None or torch.distributed.get_rank() == 0
+        self.precision = resolve_precision(config.precision, self.device)
+        self.meta["precision"] = self.precision
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
         no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -240,81 +243,93 @@ class Trainer:
         window_tokens, window_start = 0, time.monotonic()
         started = time.monotonic() - p.elapsed
         stop_reason = None
-        with _Signals() as signals:
-            while True:
-                p.elapsed = time.monotonic() - started
-                if cfg.max_steps is not None and p.step >= cfg.max_steps:
-                    stop_reason = "max_steps"
-                elif limits and p.step >= min(limits):
-                    stop_reason = "epochs"
-                elif cfg.max_time is not None and p.elapsed >= cfg.max_time:
-                    stop_reason = "max_time"
-                if stop_reason:
-                    break
-                if p.position >= per_epoch:
-                    p.epoch, p.position = p.epoch + 1, 0
-                    self.state = None
-                batch = task.batch(p.epoch, p.position).to(self.device)
-                p.position += 1
-                self.model.train()
-                lr = lr_at(p.step, cfg, p.planned_steps or 10 ** 9)
-                for group in self.opt.param_groups:
-                    group["lr"] = lr
-                with autocast(self.device, cfg.precision):
-                    loss, state = net.loss(batch, self.state) if self.ddp is None else net(batch, self.state)
-                if task.carries_state:
-                    self.state = detach_state(state)
-                ok = torch.isfinite(loss).item()
-                if ok:
-                    self.opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip if cfg.clip else float("inf"))
-                    ok = bool(torch.isfinite(norm))
-                if ok:
-                    self.opt.step()
-                    p.bad_steps = 0
-                else:
-                    self.opt.zero_grad(set_to_none=True)
-                    p.bad_steps += 1
-                    p.skipped_steps += 1
-                    if task.carries_state:
-                        self.state = None
-                    self._emit(Notice(f"step {p.step + 1}: non-finite loss or gradient, step skipped "
-                                      f"({p.bad_steps} in a row)"))
-                p.step += 1
-                n_tok = batch.n_tokens
-                p.tokens += n_tok
-                window_tokens += n_tok
-                if p.step == 20 and cfg.max_time is not None:
-                    # A time budget: fix the schedule length from the measured speed, once, so resume agrees.
-                    per_step = (time.monotonic() - started) / p.step
-                    by_time = int(cfg.max_time / max(per_step, 1e-6))
-                    p.planned_steps = min([by_time] + limits) if limits else by_time
-                if p.bad_steps >= cfg.max_bad_steps:
-                    path = self._save()
-                    raise TrainingStopped(f"stopped after {p.bad_steps} non-finite steps in a row at step {p.step} "
-                                          f"(try a lower --lr or --clip); last checkpoint: {path}")
-                now = time.monotonic()
-                if now - window_start >= 1.0 or p.step % 50 == 0:
-                    self._emit(StepEvent(p.step, p.epoch, float(loss.detach()), lr, window_tokens / max(1e-9, now - window_start),
-                                         now - started, p.planned_steps))
-                    window_tokens, window_start = 0, now
-                if p.step % cfg.eval_every == 0:
-                    if self._evaluate_and_save():
-                        stop_reason = "patience"
-                        break
-                    last_save_time = time.monotonic()
-                elif (cfg.save_every and p.step % cfg.save_every == 0) or (
-                        cfg.save_every_minutes and now - last_save_time >= 60 * cfg.save_every_minutes):
-                    if self.is_main:
-                        self._save()
-                    last_save_time = time.monotonic()
-                if signals.received is not None:
+        try:
+            with _Signals() as signals:
+                while True:
                     p.elapsed = time.monotonic() - started
-                    path = self._save() if self.is_main else None
-                    code = 130 if signals.received == signal.SIGINT else 143
-                    raise TrainingStopped(f"interrupted at step {p.step}; checkpoint saved to {path}; "
-                                          f"resume by running the same command with --resume", exit_code=code)
+                    if cfg.max_steps is not None and p.step >= cfg.max_steps:
+                        stop_reason = "max_steps"
+                    elif limits and p.step >= min(limits):
+                        stop_reason = "epochs"
+                    elif cfg.max_time is not None and agree(p.elapsed >= cfg.max_time, self.ddp is not None):
+                        stop_reason = "max_time"  # ranks agree, so none waits forever for the others
+                    if stop_reason:
+                        break
+                    if p.position >= task.steps_per_epoch(p.epoch):  # epochs may differ in batch count
+                        p.epoch, p.position = p.epoch + 1, 0
+                        self.state = None
+                    batch = task.batch(p.epoch, p.position).to(self.device)
+                    p.position += 1
+                    self.model.train()
+                    lr = lr_at(p.step, cfg, p.planned_steps or 10 ** 9)
+                    for group in self.opt.param_groups:
+                        group["lr"] = lr
+                    with autocast(self.device, self.precision):
+                        loss, state = net.loss(batch, self.state) if self.ddp is None else net(batch, self.state)
+                    if task.carries_state:
+                        self.state = detach_state(state)
+                    ok = agree(bool(torch.isfinite(loss).item()), self.ddp is not None, any_rank=False)
+                    if ok:
+                        self.opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip if cfg.clip else float("inf"))
+                        ok = bool(torch.isfinite(norm))
+                    if ok:
+                        self.opt.step()
+                        p.bad_steps = 0
+                    else:
+                        self.opt.zero_grad(set_to_none=True)
+                        p.bad_steps += 1
+                        p.skipped_steps += 1
+                        if task.carries_state:
+                            self.state = None
+                        self._emit(Notice(f"step {p.step + 1}: non-finite loss or gradient, step skipped "
+                                          f"({p.bad_steps} in a row)"))
+                    p.step += 1
+                    n_tok = batch.n_tokens
+                    p.tokens += n_tok
+                    window_tokens += n_tok
+                    if p.step == 20 and cfg.max_time is not None:
+                        # A time budget: fix the schedule length from the measured speed, once, so resume agrees.
+                        per_step = (time.monotonic() - started) / p.step
+                        by_time = int(cfg.max_time / max(per_step, 1e-6))
+                        p.planned_steps = min([by_time] + limits) if limits else by_time
+                        if self.ddp is not None:  # one schedule for all ranks: rank 0's estimate
+                            t = torch.tensor([p.planned_steps], device=self.device if self.device.type == "cuda" else "cpu")
+                            torch.distributed.broadcast(t, 0)
+                            p.planned_steps = int(t.item())
+                    if p.bad_steps >= cfg.max_bad_steps:
+                        path = self._save() if self.is_main else None
+                        raise TrainingStopped(f"stopped after {p.bad_steps} non-finite steps in a row at step {p.step} "
+                                              f"(try a lower --lr or --clip); last checkpoint: {path}")
+                    now = time.monotonic()
+                    if now - window_start >= 1.0 or p.step % 50 == 0:
+                        self._emit(StepEvent(p.step, p.epoch, float(loss.detach()), lr, window_tokens / max(1e-9, now - window_start),
+                                             now - started, p.planned_steps))
+                        window_tokens, window_start = 0, now
+                    if p.step % cfg.eval_every == 0:
+                        if agree(self._evaluate_and_save(), self.ddp is not None):
+                            stop_reason = "patience"
+                            break
+                        last_save_time = time.monotonic()
+                    elif (cfg.save_every and p.step % cfg.save_every == 0) or (
+                            cfg.save_every_minutes and now - last_save_time >= 60 * cfg.save_every_minutes):
+                        if self.is_main:
+                            self._save()
+                        last_save_time = time.monotonic()
+                    if agree(signals.received is not None, self.ddp is not None):
+                        p.elapsed = time.monotonic() - started
+                        path = self._save() if self.is_main else None
+                        code = 143 if signals.received == signal.SIGTERM else 130
+                        raise TrainingStopped(f"interrupted at step {p.step}; checkpoint saved to {path}; "
+                                              f"resume by running the same command with --resume", exit_code=code)
+        except RuntimeError as e:
+            if self.ddp is None or not _is_distributed_failure(e):
+                raise
+            latest = read_pointer(self.run_dir, "latest")
+            raise TrainingStopped(f"another training process stopped or lost contact at step {p.step} "
+                                  f"({str(e).splitlines()[0][:120]}); last checkpoint: {latest}; "
+                                  f"rerun with --resume") from None
         p.elapsed = time.monotonic() - started
         if p.step % cfg.eval_every != 0 or stop_reason != "patience" and not p.history:
             self._evaluate_and_save()
@@ -323,7 +338,7 @@ class Trainer:
             copy_model(best, self.run_dir / "model")
         summary = {"stop_reason": stop_reason, "steps": p.step, "epochs": p.epoch + p.position / max(1, per_epoch),
                    "seconds": round(p.elapsed, 2), "tokens": p.tokens, "tokens_per_s": round(p.tokens / max(p.elapsed, 1e-9), 1),
-                   "skipped_steps": p.skipped_steps, "best_step": p.best_step,
+                   "skipped_steps": p.skipped_steps, "precision": self.precision, "best_step": p.best_step,
                    "best": next((h for h in p.history if h["step"] == p.best_step), None),
                    "final": p.history[-1] if p.history else None, "model": str(self.run_dir / "model")}
         if self.is_main:
@@ -349,6 +364,12 @@ class Trainer:
         return self.cfg.patience is not None and p.evals_since_best >= self.cfg.patience
 
 
+def _is_distributed_failure(e: Exception) -> bool:
+    dist_error = getattr(torch.distributed, "DistError", ())
+    text = str(e).lower()
+    return isinstance(e, dist_error) or any(w in text for w in ("gloo", "nccl", "connection", "peer", "timed out"))
+
+
 def _jsonable_random_state():
     version, internal, gauss = random.getstate()
     return [version, list(internal), gauss]
@@ -358,4 +379,4 @@ def _random_state_from_json(s):
     return (s[0], tuple(s[1]), s[2])
 
 
-__all__ = ["TrainConfig", "Trainer", "StepEvent", "EvalEvent", "Notice", "lr_at", "pointer_info", "map_state"]
+__all__ = ["TrainConfig", "Trainer", "StepEvent", "EvalEvent", "Notice", "lr_at"]

@@ -15,14 +15,15 @@ PAIRS = [("the cat sleeps", "el gato duerme"), ("the dog runs", "el perro corre"
 
 def train_tiny_lm(run_dir: Path, cell: str = "lstm", steps: int = 150, text: str = LM_TEXT) -> dict:
     return tasks.train_lm(text, text[:200], run_dir, dict(cell=cell, hidden=64, embed=16, layers=1, dropout=0.0),
-                          TrainConfig(lr=1e-2, warmup=10, max_steps=steps, eval_every=1000), batch_size=4, bptt=32)
+                          TrainConfig(lr=1e-2, warmup=10, max_steps=steps, eval_every=1000, precision="fp32"),
+                          batch_size=4, bptt=32)
 
 
 def train_tiny_mt(run_dir: Path, attention: str = "luong", cell: str = "lstm", steps: int = 200, **options) -> dict:
     model = dict(cell=cell, attention=attention, hidden=64, embed=32, layers=1, dropout=0.0, label_smoothing=0.0)
     model.update(options)
-    return tasks.train_mt(PAIRS, PAIRS, run_dir, model, TrainConfig(lr=1e-2, warmup=10, max_steps=steps, eval_every=1000),
-                          tasks.TokenizerPlan(kind="char"), max_tokens=512)
+    config = TrainConfig(lr=1e-2, warmup=10, max_steps=steps, eval_every=1000, precision="fp32")
+    return tasks.train_mt(PAIRS, PAIRS, run_dir, model, config, tasks.TokenizerPlan(kind="char"), max_tokens=512)
 
 
 def write_pairs_tsv(path: Path, pairs=PAIRS) -> Path:

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nlp_rnn.corpora import (open_parallel, open_text, pairs_from_dataset, read_aligned, read_pairs, read_text,
-                             split_pairs, split_text)
+                             split_pairs)
 from nlp_rnn.errors import CorpusError, UsageError
 
 FUZZ = settings(max_examples=100, deadline=None, database=None,
@@ -493,27 +493,6 @@ def test_split_pairs_fraction_must_be_between_0_and_1(fraction):
 def test_split_pairs_too_few_pairs_suggests_a_validation_set():
     with pytest.raises(CorpusError, match="--val-src/--val-tgt"):
         split_pairs(PAIRS[:1], 0.5, seed=0)
-
-
-def test_split_text_holds_out_the_end_cut_at_a_line_break():
-    text = "".join(f"line number {i}\n" for i in range(50))
-    train, val = split_text(text, 0.1)
-    assert train + val == text
-    assert train.endswith("\n") and val.startswith("line number ")
-    assert 0.05 < len(val) / len(text) < 0.15
-
-
-def test_split_text_without_line_breaks_cuts_by_characters():
-    text = "x" * 1000
-    train, val = split_text(text, 0.25)
-    assert (len(train), len(val)) == (750, 250)
-
-
-def test_split_text_refuses_tiny_text_and_bad_fractions():
-    with pytest.raises(CorpusError, match="too short"):
-        split_text("ab", 0.5)
-    with pytest.raises(UsageError, match="--val-fraction"):
-        split_text("plenty of text here\n" * 10, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------- fuzz

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 from typer.testing import CliRunner
 
 from nlp_rnn.checkpoint import load_checkpoint
@@ -140,3 +141,24 @@ def test_max_time_budget_stops_training(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["stop_reason"] == "max_time" and summary["seconds"] < 5
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(typed=st.text(max_size=40))
+def test_complete_takes_any_unicode(lm_dir, typed):
+    """Random text (emoji, combining marks, control characters) gives suggestions or nothing, never a crash."""
+    loaded = _loaded(lm_dir)
+    ac = Autocompleter(loaded.model, loaded.tokenizer, k=2, beam=3, max_chars=6)
+    ac.update(typed)
+    out = ac.suggest()
+    for s in out["completions"] + out["next_words"]:
+        assert isinstance(s["text"], str) and 0 <= s["prob"] <= 1
+
+
+_cache = {}
+
+
+def _loaded(path):
+    if path not in _cache:
+        _cache[path] = load_checkpoint(path)
+    return _cache[path]

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nlp_rnn.errors import CheckpointError, NlpRnnError, UsageError
+from nlp_rnn.errors import CheckpointError, UsageError
 from nlp_rnn.repl import COMMANDS, ReplSession, _answer, history_file, run_repl
 
 TEXT = "the cat sat on the mat. the dog ran to the park. a bird sang in the tree. " * 30

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -26,7 +27,7 @@ def _run(args, **kw):
                             stderr=subprocess.PIPE, text=True, env=env, **kw)
 
 
-def _wait_for_step(run: Path, step: int, proc, timeout=120):
+def _wait_for_step(run: Path, step: int, proc, timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         latest = run / "latest"
@@ -54,9 +55,11 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
 
     run = tmp_path / "broken"
     proc = _run(["train", "lm", str(corpus), "-o", str(run), *steps, *TRAIN])
-    _wait_for_step(run, 100, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    try:
+        _wait_for_step(run, 100, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not (run / "model").exists()  # it really died before the end
     resumed = _run(["train", "lm", str(corpus), "-o", str(run), *steps, *TRAIN, "--resume"])
@@ -69,15 +72,21 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_a_checkpoint_and_exits_with_its_code(tmp_path, sig, code):
     corpus = tmp_path / "c.txt"
     corpus.write_text(LM_TEXT * 4, encoding="utf-8")
     run = tmp_path / "run"
     proc = _run(["train", "lm", str(corpus), "-o", str(run), "--max-steps", "100000", "--save-every", "10", *TRAIN])
-    _wait_for_step(run, 10, proc)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    try:
+        _wait_for_step(run, 10, proc)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave a training process behind
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, err
     assert "--resume" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     latest = json.loads((run / "latest").read_text())

@@ -102,13 +102,16 @@ class TrainingView:
         self.task = None
 
     def __enter__(self):
-        if not self.quiet:
+        return self
+
+    def _start(self):
+        """The bar appears with the first step, so errors found while reading the corpus stand alone."""
+        if self.progress is None and not self.quiet:
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                      TextColumn("{task.fields[figures]}"), console=err_console, transient=False)
             self.progress.__enter__()
             self.task = self.progress.add_task("training", total=None, figures="")
-        return self
 
     def __exit__(self, *exc):
         if self.progress is not None:
@@ -117,8 +120,12 @@ class TrainingView:
     def __call__(self, event) -> None:
         from ..training import EvalEvent, Notice, StepEvent
 
-        if self.progress is None:
+        if self.quiet:
             return
+        if isinstance(event, Notice) and self.progress is None:
+            err_console.print(event.text, highlight=False, soft_wrap=True)
+            return
+        self._start()
         if isinstance(event, StepEvent):
             fig = f"loss {event.loss:.3f}"
             if self.bits:

@@ -15,6 +15,8 @@ eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a language model (lm
 
 MODEL_OPT = typer.Option(None, "--model", "-m", help="Checkpoint or run directory (default: the shipped model).")
 LANG = typer.Option("en", "--lang", help="Language of the shipped LM to use without -m: en or es.")
+PRECISION = typer.Option("fp32", "--precision",
+                         help="fp32, or bf16 autocast (measured 2-3x slower than fp32 for CPU search; see BENCHMARKS.md).")
 
 
 def _load(model_dir: Optional[Path], kind: str, dev, lang: str = "en"):
@@ -109,6 +111,7 @@ def translate(
     max_len_ratio: float = typer.Option(2.0, "--max-len-ratio", help="Output length cap relative to the source."),
     n_best: int = typer.Option(1, "--n-best", help="Print the N best translations of each line."),
     batch_size: int = typer.Option(32, "--batch-size"),
+    precision: str = PRECISION,
     as_json: bool = JSON,
     threads: Optional[int] = THREADS,
     device: str = DEVICE,
@@ -156,7 +159,7 @@ def translate(
         task = progress.add_task("translating", total=len(lines))
         for i, tr in run(loaded.model, loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"], lines,
                          beam=beam, batch_size=batch_size, length_penalty=length_penalty, max_len_ratio=max_len_ratio,
-                         n_best=n_best, device=dev):
+                         n_best=n_best, device=dev, precision=precision):
             results[i] = tr
             progress.advance(task)
     seconds = time.perf_counter() - start
@@ -227,6 +230,7 @@ def eval_mt(
     max_len_ratio: float = typer.Option(2.0, "--max-len-ratio"),
     batch_size: int = typer.Option(32, "--batch-size"),
     output_file: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the hypotheses here."),
+    precision: str = PRECISION,
     as_json: bool = JSON,
     threads: Optional[int] = THREADS,
     device: str = DEVICE,
@@ -249,7 +253,7 @@ def eval_mt(
     hyps = [t.text for t in translate_all(loaded.model, loaded.tokenizers["src_tokenizer"],
                                           loaded.tokenizers["tgt_tokenizer"], [s for s, _ in corpus.pairs],
                                           beam=beam, batch_size=batch_size, length_penalty=length_penalty,
-                                          max_len_ratio=max_len_ratio, device=dev)]
+                                          max_len_ratio=max_len_ratio, device=dev, precision=precision)]
     seconds = time.perf_counter() - start
     scores = mt_scores(hyps, [t for _, t in corpus.pairs])
     scores.update(sentences=len(hyps), seconds=round(seconds, 3), sentences_per_s=round(len(hyps) / max(seconds, 1e-9), 1),

@@ -13,7 +13,8 @@ from .common import (DEVICE, JSON, SEED, THREADS, TrainingView, info, metrics_ta
 train_app = typer.Typer(no_args_is_help=True, help="Train a character language model (lm) or a translator (mt).")
 
 CELL = typer.Option("lstm", "--cell", help="Recurrent cell: rnn (tanh), lstm or gru.")
-PRECISION = typer.Option("fp32", "--precision", help="fp32, bf16 (autocast, CPU or GPU) or fp16 (GPU).")
+PRECISION = typer.Option("auto", "--precision",
+                         help="auto (bf16 where the hardware has it, else fp32), fp32, bf16 (autocast) or fp16 (GPU).")
 
 
 def _train_config(lr, warmup, weight_decay, clip, max_time, max_steps, epochs, eval_every, save_every,
@@ -24,6 +25,30 @@ def _train_config(lr, warmup, weight_decay, clip, max_time, max_steps, epochs, e
                        max_steps=max_steps, epochs=epochs, eval_every=eval_every, save_every=save_every,
                        save_every_minutes=save_every_minutes, keep=keep, patience=patience,
                        max_bad_steps=max_bad_steps, precision=precision, seed=seed).validate()
+
+
+def _distributed(distributed: bool, nproc: int, dev):
+    """(shard, ddp_wrap, is_main): under torchrun join the process group; with --distributed, start torchrun."""
+    from .. import distributed as dist_mod
+
+    if distributed and not dist_mod.launched_by_torchrun():
+        import sys
+
+        from torch.distributed.run import main as torchrun
+
+        if nproc < 2:
+            raise UsageError(f"--nproc must be at least 2 with --distributed, not {nproc}")
+        argv = [a for a in sys.argv[1:] if a != "--distributed"]
+        if "--nproc" in argv:
+            i = argv.index("--nproc")
+            del argv[i:i + 2]
+        torchrun(["--standalone", f"--nproc-per-node={nproc}", "-m", "nlp_rnn", *argv])
+        raise typer.Exit(0)
+    d = dist_mod.init(dev)
+    wrap = (lambda m: dist_mod.wrap(m, dev)) if d.enabled else None
+    if not d.is_main:
+        state.quiet = True
+    return (d.rank, d.world), wrap, d.is_main
 
 
 def _report(summary: dict, as_json: bool, title: str) -> None:
@@ -60,7 +85,8 @@ def train_lm(
     dropout: float = typer.Option(0.1, "--dropout"),
     tie_weights: bool = typer.Option(False, "--tie-weights", help="Share embedding and output weights (embed == hidden)."),
     bptt: int = typer.Option(128, "--bptt", help="Truncated-BPTT window in characters."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Parallel streams per batch."),
+    batch_size: int = typer.Option(64, "--batch-size", "--global-batch-size",
+                                   help="Parallel streams per optimizer step, across all processes."),
     lr: float = typer.Option(3e-3, "--lr"),
     warmup: int = typer.Option(100, "--warmup"),
     weight_decay: float = typer.Option(0.01, "--weight-decay"),
@@ -76,6 +102,8 @@ def train_lm(
     max_bad_steps: int = typer.Option(20, "--max-bad-steps"),
     precision: str = PRECISION,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in -o from its latest checkpoint."),
+    distributed: bool = typer.Option(False, "--distributed", help="Train on --nproc processes with torchrun (DDP)."),
+    nproc: int = typer.Option(2, "--nproc", help="Processes for --distributed on this machine."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Bit-for-bit repeatable CPU runs."),
     plot: bool = typer.Option(False, "--plot", help="Write loss curves to OUT/curves.png (needs matplotlib)."),
     as_json: bool = JSON,
@@ -91,16 +119,16 @@ def train_lm(
     cfg = _train_config(lr, warmup, weight_decay, clip, max_time, max_steps, epochs, eval_every, save_every,
                         save_every_minutes, keep, patience, max_bad_steps, precision, 1234 if seed is None else seed)
     model_options = dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights)
-    tasks.check_lm_options(model_options, batch_size, bptt, out, resume)
-    text = corpora.open_text(corpus, dataset, dataset_config, split, data_files, text_field, encoding_errors).text
-    if val:
-        val_text = corpora.read_text(val, text_field=text_field, encoding_errors=encoding_errors).text
-    else:
-        text, val_text = corpora.split_text(text, val_fraction)
-    info(f"training on {len(text):,} characters, validating on {len(val_text):,} ({dev.type})")
+    tasks.check_lm_options(model_options, batch_size, bptt, out, resume, val_fraction)
+    shard, ddp_wrap, is_main = _distributed(distributed, nproc, dev)
+    source = corpora.open_text_source(corpus, dataset, dataset_config, split, data_files, text_field, encoding_errors)
+    val_source = corpora.open_text_source(val, text_field=text_field, encoding_errors=encoding_errors) if val else None
     with TrainingView("chars", bits=True) as view:
-        summary = tasks.train_lm(text, val_text, out, model_options, cfg, batch_size=batch_size, bptt=bptt,
-                                 min_freq=min_freq, resume=resume, device=dev, on_event=view)
+        summary = tasks.train_lm(source, val_source, out, model_options, cfg, batch_size=batch_size, bptt=bptt,
+                                 min_freq=min_freq, val_fraction=val_fraction, resume=resume, device=dev,
+                                 on_event=view, shard=shard, ddp_wrap=ddp_wrap)
+    if not is_main:
+        return
     if plot:
         from ..plot import plot_run
 
@@ -146,7 +174,8 @@ def train_mt(
     embed: int = typer.Option(256, "--embed"),
     dropout: float = typer.Option(0.3, "--dropout"),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
-    batch_tokens: int = typer.Option(4096, "--batch-tokens", help="Padded target tokens per batch."),
+    batch_tokens: int = typer.Option(2048, "--batch-tokens", "--global-batch-size",
+                                     help="Padded target tokens per optimizer step, across all processes."),
     lr: float = typer.Option(2e-3, "--lr"),
     warmup: int = typer.Option(200, "--warmup"),
     weight_decay: float = typer.Option(0.01, "--weight-decay"),
@@ -162,6 +191,8 @@ def train_mt(
     max_bad_steps: int = typer.Option(20, "--max-bad-steps"),
     precision: str = PRECISION,
     resume: bool = typer.Option(False, "--resume"),
+    distributed: bool = typer.Option(False, "--distributed", help="Train on --nproc processes with torchrun (DDP)."),
+    nproc: int = typer.Option(2, "--nproc", help="Processes for --distributed on this machine."),
     deterministic: bool = typer.Option(False, "--deterministic"),
     plot: bool = typer.Option(False, "--plot"),
     as_json: bool = JSON,
@@ -183,6 +214,7 @@ def train_mt(
                          layers=layers, hidden=hidden, embed=embed, dropout=dropout, label_smoothing=label_smoothing,
                          share_embeddings=share_embeddings, tie_output=tie_output)
     tasks.check_mt_options(model_options, batch_tokens, out, resume)
+    shard, ddp_wrap, is_main = _distributed(distributed, nproc, dev)
     src_field = src_field or src_lang
     tgt_field = tgt_field or tgt_lang
     corpus = corpora.open_parallel(str(src) if src else None, str(tgt) if tgt else None, str(pairs) if pairs else None,
@@ -203,7 +235,9 @@ def train_mt(
     meta = {"src_lang": src_lang, "tgt_lang": tgt_lang}
     with TrainingView("tgt tokens") as view:
         summary = tasks.train_mt(train_pairs, held, out, model_options, cfg, plan, max_tokens=batch_tokens,
-                                 resume=resume, device=dev, on_event=view, meta=meta)
+                                 resume=resume, device=dev, on_event=view, meta=meta, shard=shard, ddp_wrap=ddp_wrap)
+    if not is_main:
+        return
     if plot:
         from ..plot import plot_run
 

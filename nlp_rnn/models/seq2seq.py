@@ -217,7 +217,7 @@ class Seq2Seq(nn.Module):
         logits = self(batch.src, batch.src_len, batch.tgt_in)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), batch.tgt_out.reshape(-1),
                                ignore_index=0, label_smoothing=self.config.label_smoothing, reduction="sum")
-        return loss / max(1, batch.n_tokens), None
+        return loss / (batch.loss_tokens or max(1, batch.n_tokens)), None
 
     @torch.no_grad()
     def step(self, y_prev: torch.Tensor, state: DecState, mem: Memory):

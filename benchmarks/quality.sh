@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Quality benchmarks: fixed-budget single-core training runs, side by side with the peers, as recorded in
+# BENCHMARKS.md. Usage: benchmarks/quality.sh STAGE   (stages below; each pins its jobs to one core each).
+# Data: ../shared/data beside the checkout. Outputs: $OUT (default /tmp/nlp-rnn-bench).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+DATA=${DATA:-$HERE/../shared/data}
+PEERS=${PEERS:-$HERE/../shared/peers}
+OUT=${OUT:-/tmp/nlp-rnn-bench}
+NLP=${NLP:-nlp-rnn}
+PY=${PY:-python}
+mkdir -p "$OUT" && cd "$OUT"
+
+split() {  # split FILE into train/val: the last ~10% of the characters (cut at a multiple of 1,000) is held out
+  $PY - "$1" "$2" <<'PYEOF'
+import sys
+text = open(sys.argv[1], encoding="utf-8").read()
+cut = int(len(text) * 0.9) // 1000 * 1000
+open(sys.argv[2] + "_train.txt", "w", encoding="utf-8").write(text[:cut])
+open(sys.argv[2] + "_val.txt", "w", encoding="utf-8").write(text[cut:])
+PYEOF
+}
+
+lm() {  # lm CORE NAME CORPUS [flags...]: 15-minute single-thread run, then exact eval on the held-out part
+  local core=$1 name=$2 corpus=$3; shift 3
+  taskset -c "$core" $NLP --quiet train lm "${corpus}_train.txt" --val "${corpus}_val.txt" -o "lm_$name" \
+    --max-time 15m --threads 1 --eval-every 1000 "$@" --json > "lm_$name.json"
+  taskset -c "$core" $NLP eval lm -m "lm_$name" "${corpus}_val.txt" --threads 1 --json > "lm_$name.eval.json"
+}
+
+peer_lm() {  # peer_lm CORE NAME CORPUS: the plain PyTorch char-LSTM, same budget, core and split
+  local core=$1 name=$2 corpus=$3
+  taskset -c "$core" env OMP_NUM_THREADS=1 $PY "$PEERS/charlm/lstm_baseline.py" train --train "${corpus}_train.txt" \
+    --out "peer_$name.pt" --budget 900 > "peer_$name.json"
+  taskset -c "$core" env OMP_NUM_THREADS=1 $PY "$PEERS/charlm/lstm_baseline.py" score --ckpt "peer_$name.pt" \
+    --test "${corpus}_val.txt" >> "peer_$name.json"
+}
+
+mt() {  # mt CORE NAME [flags...]: 20-minute single-thread Multi30k de→en run, then sacrebleu on val (beam 5)
+  local core=$1 name=$2; shift 2
+  local M=$DATA/multi30k
+  taskset -c "$core" $NLP --quiet train mt --src "$M/train.de" --tgt "$M/train.en" --val-src "$M/val.de" \
+    --val-tgt "$M/val.en" --src-lang de --tgt-lang en -o "mt_$name" --max-time 20m --threads 1 "$@" --json > "mt_$name.json"
+  for beam in 1 5; do
+    taskset -c "$core" $NLP eval mt -m "mt_$name" --src "$M/val.de" --ref "$M/val.en" --beam "$beam" --threads 1 \
+      --batch-size 32 --json > "mt_$name.beam$beam.json"
+  done
+}
+
+case "${1:-}" in
+  lm-shakespeare) split "$DATA/tinyshakespeare/train.txt" ts
+                  lm 0 ts_lstm ts --cell lstm & peer_lm 1 ts ts & wait ;;
+  lm-cells)       split "$DATA/tinyshakespeare/train.txt" ts
+                  lm 0 ts_gru ts --cell gru & lm 1 ts_rnn ts --cell rnn & wait ;;
+  lm-quijote)     split "$DATA/quijote/train.txt" q
+                  lm 0 q_lstm q --cell lstm & peer_lm 1 q q & wait ;;
+  mt-peer)        mt 0 luong & (cd "$PEERS/onmt" && CORE=1 ./run.sh 1200 > "$OUT/onmt.log" 2>&1) & wait ;;
+  mt-attention)   mt 0 none --attention none & mt 1 bahdanau --attention bahdanau & wait ;;
+  *) echo "usage: $0 lm-shakespeare|lm-cells|lm-quijote|mt-peer|mt-attention" >&2; exit 2 ;;
+esac
