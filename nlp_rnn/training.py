@@ -162,6 +162,7 @@ class Trainer:
         self.on_event = on_event or (lambda e: None)
         self.ddp = ddp  # a DistributedDataParallel wrapper around `model`, when distributed
         self.is_main = ddp is None or torch.distributed.get_rank() == 0
+        self.world = 1 if ddp is None else torch.distributed.get_world_size()
         self.precision = resolve_precision(config.precision, self.device)
         self.meta["precision"] = self.precision
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
@@ -286,7 +287,7 @@ class Trainer:
                         self._emit(Notice(f"step {p.step + 1}: non-finite loss or gradient, step skipped "
                                           f"({p.bad_steps} in a row)"))
                     p.step += 1
-                    n_tok = batch.n_tokens
+                    n_tok = batch.n_tokens * self.world  # every rank trains an equal share of the batch
                     p.tokens += n_tok
                     window_tokens += n_tok
                     if p.step == 20 and cfg.max_time is not None:
