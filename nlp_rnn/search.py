@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -197,14 +197,3 @@ def translate_all(*args, **kwargs) -> list[Translation]:
     """`translate`, collected back into input order."""
     results: dict[int, Translation] = dict(translate(*args, **kwargs))
     return [results[i] for i in range(len(results))]
-
-
-def iter_batches(items: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for x in items:
-        chunk.append(x)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
