@@ -48,13 +48,21 @@ mt() {  # mt CORE NAME [flags...]: 20-minute single-thread Multi30k de→en run,
 }
 
 case "${1:-}" in
+  lm-size)        split "$DATA/tinyshakespeare/train.txt" ts  # choosing the default: one layer or the peer's two
+                  lm 0 ts_1x512 ts --layers 1 --hidden 512 --embed 64 --dropout 0.1 &
+                  lm 1 ts_2x512 ts --layers 2 --hidden 512 --embed 128 --dropout 0.2 & wait ;;
+  lm-size2)       split "$DATA/tinyshakespeare/train.txt" ts  # the one-layer model overfits: wider, more dropout
+                  lm 0 ts_1x768_d25 ts --layers 1 --hidden 768 --embed 64 --dropout 0.25 &
+                  lm 1 ts_1x512_d25 ts --layers 1 --hidden 512 --embed 64 --dropout 0.25 & wait ;;
   lm-shakespeare) split "$DATA/tinyshakespeare/train.txt" ts
                   lm 0 ts_lstm ts --cell lstm & peer_lm 1 ts ts & wait ;;
   lm-cells)       split "$DATA/tinyshakespeare/train.txt" ts
                   lm 0 ts_gru ts --cell gru & lm 1 ts_rnn ts --cell rnn & wait ;;
   lm-quijote)     split "$DATA/quijote/train.txt" q
                   lm 0 q_lstm q --cell lstm & peer_lm 1 q q & wait ;;
+  lm-quijote-cells) split "$DATA/quijote/train.txt" q
+                  lm 0 q_gru q --cell gru & lm 1 q_rnn q --cell rnn & wait ;;
   mt-peer)        mt 0 luong & (cd "$PEERS/onmt" && CORE=1 ./run.sh 1200 > "$OUT/onmt.log" 2>&1) & wait ;;
   mt-attention)   mt 0 none --attention none & mt 1 bahdanau --attention bahdanau & wait ;;
-  *) echo "usage: $0 lm-shakespeare|lm-cells|lm-quijote|mt-peer|mt-attention" >&2; exit 2 ;;
+  *) echo "usage: $0 lm-size|lm-size2|lm-shakespeare|lm-cells|lm-quijote|lm-quijote-cells|mt-peer|mt-attention" >&2; exit 2 ;;
 esac
