@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, load_model, save_file
 
 from . import __version__
 from .atomic import atomic_dir, atomic_write_text
@@ -59,7 +59,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, tokenizers: dict, 
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "package_version": __version__,
               "model": model.config.to_dict(), "tokenizers": {n: n for n in names}, "meta": meta or {}}
     with atomic_dir(path) as tmp:
-        save_model(model, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})  # drops tied duplicates
+        save_file(_weights(model), str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
         for n in names:
             (tmp / n).mkdir()
             tokenizers[n].save(tmp / n)
@@ -68,6 +68,20 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, tokenizers: dict, 
             save_file({k: v.detach().contiguous().cpu() for k, v in trainer_tensors.items()}, str(tmp / TRAINER_TENSORS))
             (tmp / TRAINER_JSON).write_text(json.dumps(trainer_json or {}, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def _weights(model: torch.nn.Module) -> dict:
+    """The state dict as CPU tensors with storage of their own, each tied parameter once (under its first name
+    in sorted order, the one safetensors' `load_model` expects). On CUDA, cuDNN packs all RNN weights into one
+    flat buffer; safetensors refuses such partial views, so every distinct tensor is copied out."""
+    copies, out, state = {}, {}, model.state_dict()
+    for name in sorted(state):
+        t = state[name]
+        key = (t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+        if key not in copies:
+            copies[key] = name
+            out[name] = t.detach().to("cpu", copy=True).contiguous()
+    return out
 
 
 def read_config(path: Path) -> dict:

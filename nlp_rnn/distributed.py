@@ -47,6 +47,9 @@ def init(device: torch.device, timeout_s: float = 300) -> Dist:
     backend = "nccl" if device.type == "cuda" else "gloo"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise UsageError(f"{os.environ.get('LOCAL_WORLD_SIZE', world)} processes on this machine but "
+                             f"{torch.cuda.device_count()} GPU(s): start one process per GPU, or use --device cpu")
         torch.cuda.set_device(local_rank)
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))

@@ -14,18 +14,17 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def pick_device(name: str = "auto") -> torch.device:
     """`auto` picks CUDA, then MPS, then CPU."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     if name not in ("cpu", "cuda", "mps"):
         raise UsageError(f"--device must be auto, cpu, cuda or mps, not {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available on this machine")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not has_mps:
         raise UsageError("--device mps: no MPS device is available on this machine")
+    if name == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matrix products
     return torch.device(name)
 
 
@@ -65,10 +64,11 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` is bf16 where the hardware multiplies bf16 natively (measured: same loss per step as fp32,
-    1.7-2x the speed on an avx512_bf16 core; see BENCHMARKS.md), else fp32."""
+    """`auto` is bf16 on a CPU that multiplies bf16 natively (measured: same loss per step as fp32, 1.7-2x the
+    speed on an avx512_bf16 core), else fp32 (with TF32 matrix products on CUDA: on an H100 these RNNs are
+    launch-bound, and bf16 autocast ran slower than fp32 at the default batch sizes). See BENCHMARKS.md."""
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        return "bf16" if device.type == "cpu" and native_bf16(device) else "fp32"
     if precision not in PRECISIONS:
         raise UsageError(f"--precision must be auto, fp32, bf16 or fp16, not {precision!r}")
     return precision

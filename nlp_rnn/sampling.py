@@ -88,7 +88,7 @@ def generate(model, tokenizer, prompt: str = "", length: int = 200, temperature:
                 tok = sample(logits, temperature, top_k, top_p, gen)
             else:
                 if n % 256 == 0:
-                    u = torch.rand(256, logits.size(-1), generator=gen, device=device).clamp_(1e-10, 1.0)
+                    u = torch.rand(256, logits.size(-1), generator=gen, device=device).clamp_(1e-10, 1 - 1e-7)
                     noise = -temperature * torch.log(-torch.log(u))  # argmax(l/T + g) = argmax(l + T·g)
                 tok = (logits + noise[n % 256]).argmax(-1)
             t = int(tok)

@@ -161,10 +161,12 @@ class Translation:
 
 def translate(model, src_tok, tgt_tok, lines: Sequence[str], beam: int = 1, batch_size: int = 32,
               length_penalty: float = 0.6, max_len_ratio: float = 2.0, n_best: int = 1,
-              max_src_tokens: int = 250, device: str | torch.device = "cpu",
+              max_src_tokens: int = 250, device: str | torch.device | None = None,
               precision: str = "fp32") -> Iterator[tuple[int, Translation]]:
     """Translate lines in batches of similar length; yields (line index, Translation) as batches finish.
-    Empty lines translate to empty lines; sources longer than `max_src_tokens` are cut and flagged."""
+    Empty lines translate to empty lines; sources longer than `max_src_tokens` are cut and flagged.
+    `device` defaults to the model's."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
     if max_len_ratio <= 0:
@@ -183,7 +185,7 @@ def translate(model, src_tok, tgt_tok, lines: Sequence[str], beam: int = 1, batc
         index = [todo[g] for g in group]
         batch = collate(src_ids, None, index)
         src, src_len = batch.src.to(device), batch.src_len
-        with autocast(torch.device(device), precision):
+        with autocast(device, precision):
             if beam == 1 and n_best == 1:
                 hyps = [[h] for h in greedy(model, src, src_len, max_len_ratio)]
             else:

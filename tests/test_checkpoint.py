@@ -41,6 +41,23 @@ def test_round_trip_keeps_weights_config_and_tokenizer(tmp_path, tie):
         assert loaded.model.head.weight.data_ptr() == loaded.model.embedding.weight.data_ptr()
 
 
+def test_weights_packed_into_one_buffer_still_save(tmp_path):
+    """On CUDA, cuDNN packs an RNN's weights into one flat buffer (the parameters become views of it), which
+    safetensors refuses to save as is; the same layout is built here on the CPU."""
+    model, tok = _lm()
+    params = list(model.rnn.parameters())
+    flat = torch.cat([p.detach().flatten() for p in params])
+    offset = 0
+    for p in params:
+        p.data = flat[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    assert len({p.untyped_storage().data_ptr() for p in params}) == 1
+    save_checkpoint(tmp_path / "ck", model, {"tokenizer": tok})
+    loaded = load_checkpoint(tmp_path / "ck")
+    for (n, a), (_, b) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
+        assert torch.equal(a, b), n
+
+
 def test_translator_round_trip(tmp_path):
     train_tiny_mt(tmp_path / "run", "bahdanau", steps=3)
     loaded = load_checkpoint(tmp_path / "run")

@@ -17,10 +17,10 @@ from helpers import LM_TEXT, PAIRS, write_pairs_tsv
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 
 LM = ["--hidden", "32", "--embed", "8", "--batch-size", "4", "--bptt", "16", "--dropout", "0", "--max-steps", "12",
-      "--eval-every", "12", "--threads", "1", "--seed", "3", "--precision", "fp32", "--deterministic"]
+      "--eval-every", "12", "--threads", "1", "--seed", "3", "--precision", "fp32", "--deterministic", "--device", "cpu"]
 MT = ["--hidden", "32", "--embed", "16", "--layers", "1", "--dropout", "0", "--tokenizer-type", "char",
       "--batch-tokens", "256", "--max-steps", "8", "--eval-every", "8", "--threads", "1", "--seed", "3",
-      "--precision", "fp32", "--label-smoothing", "0", "--deterministic"]
+      "--precision", "fp32", "--label-smoothing", "0", "--deterministic", "--device", "cpu"]
 
 
 def _env():

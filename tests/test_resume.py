@@ -18,7 +18,7 @@ from nlp_rnn.checkpoint import load_checkpoint
 from helpers import LM_TEXT
 
 TRAIN = ["--hidden", "48", "--embed", "16", "--batch-size", "4", "--bptt", "16", "--dropout", "0.2",
-         "--threads", "1", "--deterministic", "--seed", "5", "--eval-every", "1000"]
+         "--threads", "1", "--deterministic", "--seed", "5", "--eval-every", "1000", "--device", "cpu"]
 
 
 def _run(args, **kw):
