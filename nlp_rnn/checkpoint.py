@@ -22,7 +22,7 @@ from safetensors.torch import load_file, load_model, save_file
 
 from . import __version__
 from .atomic import atomic_dir, atomic_write_text
-from .errors import CheckpointError, NlpRnnError
+from .errors import UsageError, CheckpointError, NlpRnnError
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
 from .tokenizers import load_tokenizer
 
@@ -123,8 +123,14 @@ def resolve_model_dir(path: str | Path) -> Path:
     raise CheckpointError(f"{path}: not an nlp-rnn checkpoint or run directory (no {CONFIG_FILE}, model/ or latest)")
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None, device: str | torch.device = "cpu") -> Loaded:
-    """Load weights, config and tokenizers, checking format, kind and shapes. Never unpickles anything."""
+def load_checkpoint(path: str | Path, kind: str | None = None, device: str | torch.device = "cpu",
+                    quantize: str | None = None) -> Loaded:
+    """Load weights, config and tokenizers, checking format, kind and shapes. Never unpickles anything.
+    `quantize="int8"` returns an int8 copy of the model for CPU inference (see `CharLM.quantized`)."""
+    if quantize not in (None, "none", "int8"):
+        raise UsageError(f"--quantize must be none or int8, not {quantize!r}")
+    if quantize == "int8" and torch.device(device).type != "cpu":
+        raise UsageError("--quantize int8 runs on the CPU only (add --device cpu)")
     path = resolve_model_dir(path)
     config = read_config(path)
     if kind is not None and config["kind"] != kind:
@@ -157,6 +163,8 @@ def load_checkpoint(path: str | Path, kind: str | None = None, device: str | tor
             raise CheckpointError(str(e)) from None
     _check_vocab(path, config, tokenizers)
     model.to(device).eval()
+    if quantize == "int8":
+        model = model.quantized()
     return Loaded(path, config["kind"], model, tokenizers, config.get("meta", {}))
 
 

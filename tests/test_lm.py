@@ -96,7 +96,7 @@ def test_eval_lm_matches_an_independent_computation(lm_dir, tmp_path):
     text = "the lazy dog jumps over the quick brown fox. the end"
     f = tmp_path / "held.txt"
     f.write_text(text, encoding="utf-8")
-    result = runner.invoke(app, ["eval", "lm", "-m", str(lm_dir), str(f), "--json"])
+    result = runner.invoke(app, ["eval", "lm", "-m", str(lm_dir), str(f), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
     loaded = load_checkpoint(lm_dir)
@@ -162,3 +162,33 @@ def _loaded(path):
     if path not in _cache:
         _cache[path] = load_checkpoint(path)
     return _cache[path]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_int8_stepper_follows_the_fp32_model(cell):
+    torch.manual_seed(0)
+    from nlp_rnn.models import CharLM, LMConfig
+
+    model = CharLM(LMConfig(vocab_size=30, cell=cell, layers=2, hidden=32, embed=8)).eval()
+    q = model.quantized()
+    s32, s8, a, b = model.stepper(), q.stepper(), None, None
+    for t in [3, 5, 7, 9, 11, 13]:
+        la, a = s32(torch.tensor([t]), a)
+        lb, b = s8(torch.tensor([t]), b)
+        assert torch.allclose(la, lb, atol=0.05)
+    x = torch.randint(0, 30, (2, 12))
+    assert torch.allclose(model(x)[0], q(x)[0], atol=0.05)
+
+
+def test_quantized_lm_generates_and_scores_close_to_fp32(lm_dir, tmp_path):
+    f = tmp_path / "held.txt"
+    f.write_text(LM_TEXT[:200], encoding="utf-8")
+    fp32 = json.loads(runner.invoke(app, ["eval", "lm", "-m", str(lm_dir), str(f), "--json"]).stdout)
+    res = runner.invoke(app, ["eval", "lm", "-m", str(lm_dir), str(f), "--json", "--quantize", "int8"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["bits_per_char"] == pytest.approx(fp32["bits_per_char"], abs=0.05)
+    res = runner.invoke(app, ["generate", "-m", str(lm_dir), "--prompt", "the quick", "--length", "30",
+                              "--temperature", "0.01", "--quantize", "int8"])
+    assert res.exit_code == 0 and res.stdout.startswith("the quick brown fox"), res.output
+    bad = runner.invoke(app, ["generate", "-m", str(lm_dir), "--quantize", "int4"])
+    assert bad.exit_code == 2 and "--quantize must be none or int8" in bad.output

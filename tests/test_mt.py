@@ -155,3 +155,11 @@ def test_train_mt_cli_from_a_tsv(tmp_path):
     loaded = load_checkpoint(out)
     assert loaded.meta["src_lang"] == "en" and loaded.meta["tgt_lang"] == "es"
     assert loaded.model.config.attention == "none"
+
+
+def test_int8_translator_still_translates_memorized_pairs(mt_dir, tmp_path):
+    src = tmp_path / "src.txt"
+    src.write_text("\n".join(s for s, _ in PAIRS) + "\n", encoding="utf-8")
+    res = runner.invoke(app, ["translate", "-m", str(mt_dir), "--input", str(src), "--quantize", "int8"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [t for _, t in PAIRS]

@@ -15,16 +15,18 @@ eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a language model (lm
 
 MODEL_OPT = typer.Option(None, "--model", "-m", help="Checkpoint or run directory (default: the shipped model).")
 LANG = typer.Option("en", "--lang", help="Language of the shipped LM to use without -m: en or es.")
+QUANTIZE = typer.Option("none", "--quantize",
+                        help="int8: dynamic int8 quantization of the recurrent and linear layers (CPU inference).")
 PRECISION = typer.Option("fp32", "--precision",
                          help="fp32, or bf16 autocast (measured 2-3x slower than fp32 for CPU search; see BENCHMARKS.md).")
 
 
-def _load(model_dir: Optional[Path], kind: str, dev, lang: str = "en"):
+def _load(model_dir: Optional[Path], kind: str, dev, lang: str = "en", quantize: str = "none"):
     from ..checkpoint import load_checkpoint
     from ..defaults import default_lm
 
     path = model_dir if model_dir is not None else default_lm(lang)
-    return load_checkpoint(path, kind=kind, device=dev)
+    return load_checkpoint(path, kind=kind, device=dev, quantize=quantize)
 
 
 def generate(
@@ -40,6 +42,7 @@ def generate(
     seed: Optional[int] = SEED,
     threads: Optional[int] = THREADS,
     device: str = DEVICE,
+    quantize: str = QUANTIZE,
 ):
     """Generate text with a character language model, streaming it as it is produced."""
     from ..sampling import check_sampling, generate as gen, unknown_chars
@@ -48,7 +51,7 @@ def generate(
     if n < 1:
         raise UsageError(f"-n must be at least 1, not {n}")
     dev = setup(threads, device)
-    loaded = _load(model, "lm", dev, lang)
+    loaded = _load(model, "lm", dev, lang, quantize)
     unk = unknown_chars(loaded.tokenizer, prompt)
     if unk:
         warn(f"prompt characters outside the model's vocabulary are read as <unk>: {''.join(unk)!r}")
@@ -82,12 +85,13 @@ def complete(
     as_json: bool = JSON,
     threads: Optional[int] = THREADS,
     device: str = DEVICE,
+    quantize: str = QUANTIZE,
 ):
     """Suggest completions of the word being typed and the words likely to follow."""
     from ..sampling import Autocompleter
 
     dev = setup(threads, device)
-    loaded = _load(model, "lm", dev, lang)
+    loaded = _load(model, "lm", dev, lang, quantize)
     ac = Autocompleter(loaded.model, loaded.tokenizer, k=k, beam=beam)
     ac.update(text)
     result = ac.suggest()
@@ -115,6 +119,7 @@ def translate(
     as_json: bool = JSON,
     threads: Optional[int] = THREADS,
     device: str = DEVICE,
+    quantize: str = QUANTIZE,
 ):
     """Translate a sentence, standard input or a file; output lines match input lines one for one."""
     from ..atomic import atomic_file
@@ -148,7 +153,7 @@ def translate(
     if model is None:
         src_lang, tgt_lang = pick_direction(" ".join(lines[:20]), src_lang, tgt_lang)
         model = default_mt(src_lang, tgt_lang)
-    loaded = load_checkpoint(model, kind="mt", device=dev)
+    loaded = load_checkpoint(model, kind="mt", device=dev, quantize=quantize)
     results: list = [None] * len(lines)
     show = input_file is not None and not state.quiet and len(lines) > 1
     start = time.perf_counter()
@@ -201,6 +206,7 @@ def eval_lm(
     as_json: bool = JSON,
     threads: Optional[int] = THREADS,
     device: str = DEVICE,
+    quantize: str = QUANTIZE,
 ):
     """Cross-entropy of a text under a language model: nats/char, bits/char, perplexity."""
     from ..corpora import read_file_text
@@ -208,7 +214,7 @@ def eval_lm(
 
     text = read_file_text(file)
     dev = setup(threads, device)
-    loaded = _load(model, "lm", dev, lang)
+    loaded = _load(model, "lm", dev, lang, quantize)
     start = time.perf_counter()
     m = lm_metrics(loaded.model, loaded.tokenizer, text)
     m["seconds"] = round(time.perf_counter() - start, 3)
@@ -234,6 +240,7 @@ def eval_mt(
     as_json: bool = JSON,
     threads: Optional[int] = THREADS,
     device: str = DEVICE,
+    quantize: str = QUANTIZE,
 ):
     """Translate --src and score against --ref with sacrebleu: BLEU, chrF, TER and their signatures."""
     from ..atomic import atomic_write_text
@@ -248,7 +255,7 @@ def eval_mt(
     if output_file is not None and not output_file.parent.is_dir():
         raise UsageError(f"{output_file}: output directory {output_file.parent} does not exist")
     dev = setup(threads, device)
-    loaded = load_checkpoint(model, kind="mt", device=dev)
+    loaded = load_checkpoint(model, kind="mt", device=dev, quantize=quantize)
     start = time.perf_counter()
     hyps = [t.text for t in translate_all(loaded.model, loaded.tokenizers["src_tokenizer"],
                                           loaded.tokenizers["tgt_tokenizer"], [s for s, _ in corpus.pairs],

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rnn import CELLS, make_rnn
+from .rnn import CELLS, make_rnn, quantize_int8
 
 
 @dataclass
@@ -86,7 +86,14 @@ class CharLM(nn.Module):
 
     def stepper(self) -> "Stepper":
         """A fast inference step over a snapshot of the current weights (see `Stepper`)."""
-        return Stepper(self)
+        return getattr(self, "_int8_stepper", None) or Stepper(self)
+
+    def quantized(self) -> "CharLM":
+        """An int8 copy for CPU inference: dynamic quantization of the recurrent and linear layers (weights int8,
+        activations quantized on the fly; a tanh `rnn` layer has no int8 kernel and stays fp32)."""
+        q = quantize_int8(self, {nn.LSTM, nn.GRU, nn.Linear})
+        q._int8_stepper = Stepper(self, int8=True)  # the quantized copy has no float weights left to snapshot
+        return q
 
 
 class Stepper:
@@ -98,7 +105,7 @@ class Stepper:
     Weights are snapshotted: make a new stepper after training further.
     """
 
-    def __init__(self, model: CharLM):
+    def __init__(self, model: CharLM, int8: bool = False):
         c, rnn = model.config, model.rnn
         self.cell, self.layers, self.hidden = c.cell, c.layers, c.hidden
         w = lambda name: getattr(rnn, name).detach()  # noqa: E731
@@ -121,6 +128,18 @@ class Stepper:
                 self.w_hh = [m[:, order].contiguous() for m in self.w_hh]
             self.head_w = model.head.weight.detach().T.contiguous()
             self.head_b = model.head.bias.detach()
+        self.int8 = int8
+        if int8:  # the same products as int8 linear layers; biases ride along where they are not merged
+            self.q_ih = [None] + [_int8_linear(self.w_ih[i], self.b_ih[i]) for i in range(1, c.layers)]
+            self.q_hh = [_int8_linear(self.w_hh[i], self.b_hh[i] if not merge else None) for i in range(c.layers)]
+            self.q_head = _int8_linear(self.head_w, self.head_b)
+
+    def _hh(self, i: int, h: torch.Tensor, add: torch.Tensor | None) -> torch.Tensor:
+        """h @ W_hh (+ the GRU's own bias) + add."""
+        if self.int8:
+            out = self.q_hh[i](h)
+            return out if add is None else out + add
+        return torch.addmm(self.b_hh[i] if add is None else add, h, self.w_hh[i])
 
     @torch.no_grad()
     def __call__(self, token: torch.Tensor, state=None):
@@ -134,25 +153,38 @@ class Stepper:
         x = None
         for i in range(self.layers):
             h = hs[i]
-            gi = self.table[token] if i == 0 else torch.addmm(self.b_ih[i], x, self.w_ih[i])
+            if i == 0:
+                gi = self.table[token]
+            else:
+                gi = self.q_ih[i](x) if self.int8 else torch.addmm(self.b_ih[i], x, self.w_ih[i])
             if self.cell == "lstm":
-                g = torch.addmm(gi, h, self.w_hh[i])
+                g = self._hh(i, h, gi)
                 i_g, f_g, o_g = torch.sigmoid(g[:, :3 * H]).chunk(3, 1)  # gates stored as i, f, o, g
                 c = f_g * cs[i] + i_g * torch.tanh(g[:, 3 * H:])
                 h = o_g * torch.tanh(c)
                 new_c.append(c)
             elif self.cell == "gru":
-                gh = torch.addmm(self.b_hh[i], h, self.w_hh[i])
+                gh = self._hh(i, h, None)
                 r_i, z_i, n_i = gi.chunk(3, 1)
                 r_h, z_h, n_h = gh.chunk(3, 1)
                 r, z = torch.sigmoid(r_i + r_h), torch.sigmoid(z_i + z_h)
                 n = torch.tanh(n_i + r * n_h)
                 h = n + z * (h - n)
             else:
-                h = torch.tanh(torch.addmm(gi, h, self.w_hh[i]))
+                h = torch.tanh(self._hh(i, h, gi))
             new_h.append(h)
             x = h
-        logits = torch.addmm(self.head_b, x, self.head_w)
+        logits = self.q_head(x) if self.int8 else torch.addmm(self.head_b, x, self.head_w)
         stack = (lambda xs: xs[0][None]) if self.layers == 1 else torch.stack  # noqa: E731
         h_out = stack(new_h)
         return logits, ((h_out, stack(new_c)) if self.cell == "lstm" else h_out)
+
+
+def _int8_linear(w_t: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """x @ w_t + bias as a dynamically quantized int8 layer, one weight scale per output (per-channel)."""
+    lin = nn.Linear(w_t.size(0), w_t.size(1), bias=bias is not None)
+    with torch.no_grad():
+        lin.weight.copy_(w_t.T)
+        if bias is not None:
+            lin.bias.copy_(bias)
+    return quantize_int8(nn.Sequential(lin), {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig})[0]

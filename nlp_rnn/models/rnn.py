@@ -4,6 +4,8 @@ State is a tensor (h) for `rnn` and `gru`, and a tuple (h, c) for `lstm`; each i
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -47,3 +49,15 @@ def top_hidden(state) -> torch.Tensor:
     """The last layer's hidden state, (B, H)."""
     h = state[0] if isinstance(state, tuple) else state
     return h[-1]
+
+
+def quantize_int8(module: nn.Module, spec) -> nn.Module:
+    """A copy of `module` with the layers in `spec` dynamically quantized to int8 (torch's eager-mode API, which
+    upstream is moving to torchao; its deprecation warnings are silenced here, where it is known to work)."""
+    quantization = getattr(torch.ao, "quantization", None)
+    if quantization is None or not hasattr(quantization, "quantize_dynamic"):
+        raise RuntimeError(f"int8 quantization needs torch.ao.quantization, which torch {torch.__version__} lacks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantiz.*deprecated", category=UserWarning)
+        return quantization.quantize_dynamic(module, spec, dtype=torch.qint8)

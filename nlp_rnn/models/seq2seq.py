@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .rnn import CELLS, make_rnn, map_state, select_state, top_hidden
+from .rnn import CELLS, make_rnn, map_state, quantize_int8, select_state, top_hidden
 
 ATTENTIONS = ("none", "bahdanau", "luong")
 
@@ -153,6 +153,11 @@ class Seq2Seq(nn.Module):
             self.generator.weight = self.tgt_embedding.weight
 
     # ---------------------------------------------------------------- encoder side
+    def quantized(self) -> "Seq2Seq":
+        """An int8 copy for CPU inference: dynamic quantization of the recurrent and linear layers (weights int8,
+        activations quantized on the fly; embeddings and tanh `rnn` layers stay fp32)."""
+        return quantize_int8(self, {nn.LSTM, nn.GRU, nn.Linear})
+
     def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> tuple[Memory, DecState]:
         enc_out, state = self.encoder(src, src_len)
         mask = torch.arange(src.size(1), device=src.device)[None] < src_len.to(src.device)[:, None]
