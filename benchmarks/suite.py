@@ -81,14 +81,15 @@ def bench_lm_train(args) -> dict:
     tok = CharTokenizer.build([text])
     cfg = LMConfig(vocab_size=tok.vocab_size, **LM_ARCH[args.arch])
     torch.manual_seed(0)
-    model = CharLM(cfg)
+    dev = torch.device(args.device)
+    model = CharLM(cfg).to(dev)
     B, T = LM_BATCH[args.arch]
+    B = args.streams or B
     stream = LMStream(encode_text(text, tok), B, T)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    dev = torch.device("cpu")
     state, chars, losses, i = None, 0, [], 0
     def step(i, state):
-        b = stream.window(i % len(stream))
+        b = stream.window(i % len(stream)).to(dev)
         with runtime.autocast(dev, args.precision):
             loss, state = model.loss(b, state)
         opt.zero_grad()
@@ -107,8 +108,8 @@ def bench_lm_train(args) -> dict:
         i += 1
     sec = time.perf_counter() - start
     cps = chars / sec
-    return {"arch": args.arch, "precision": args.precision, "params": sum(p.numel() for p in model.parameters()),
-            "chars_per_s": round(cps, 1), "gflops": round(3 * lm_forward_flops(cfg) * cps / 1e9, 1),
+    return {"arch": args.arch, "precision": args.precision, "device": args.device, "streams": B,
+            "params": sum(p.numel() for p in model.parameters()), "chars_per_s": round(cps, 1), "gflops": round(3 * lm_forward_flops(cfg) * cps / 1e9, 1),
             "loss_nats": round(statistics.mean(losses[-10:]), 4), "steps": len(losses)}
 
 
@@ -179,16 +180,16 @@ def bench_mt_train(args) -> dict:
     tgt_tok = train_tokenizer([t for _, t in pairs], "unigram", 8000)
     cfg = Seq2SeqConfig(src_vocab=src_tok.vocab_size, tgt_vocab=tgt_tok.vocab_size, **MT_ARCH[args.arch])
     torch.manual_seed(0)
-    model = Seq2Seq(cfg)
+    dev = torch.device(args.device)
+    model = Seq2Seq(cfg).to(dev)
     src, tgt = encode_pairs(pairs, src_tok, tgt_tok)
     batches = bucket_batches([len(s) for s in src], [len(t) for t in tgt], args.batch_tokens, seed=0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    dev = torch.device("cpu")
     sents = stoks = ttoks = 0
     i = 0
     start = None
     while True:
-        b = collate(src, tgt, batches[i % len(batches)])
+        b = collate(src, tgt, batches[i % len(batches)]).to(dev)
         with runtime.autocast(dev, args.precision):
             loss, _ = model.loss(b)
         opt.zero_grad()
@@ -213,7 +214,7 @@ def bench_mt_train(args) -> dict:
     return {"arch": args.arch, "precision": args.precision, "params": sum(p.numel() for p in model.parameters()),
             "sentences_per_s": round(sents / sec, 1), "src_tokens_per_s": round(stoks / sec, 1),
             "tgt_tokens_per_s": round(ttoks / sec, 1), "gflops": round(flops / sec / 1e9, 1),
-            "loss": round(loss.item(), 3), "batch_tokens": args.batch_tokens}
+            "loss": round(loss.item(), 3), "batch_tokens": args.batch_tokens, "device": args.device}
 
 
 def bench_mt_translate(args) -> dict:
@@ -223,7 +224,7 @@ def bench_mt_translate(args) -> dict:
 
     if not args.model:
         sys.exit("mt-translate needs --model DIR (a trained de→en translator)")
-    loaded = load_checkpoint(args.model, kind="mt")
+    loaded = load_checkpoint(args.model, kind="mt", device=args.device)
     pairs = _multi30k("val")
     src = [s for s, _ in pairs]
     st, tt = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
@@ -290,7 +291,10 @@ def main(argv=None) -> None:
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--arch", choices=["default", "peer"], default="default")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="lm-train, mt-train, mt-translate")
+    p.add_argument("--streams", type=int, default=None, help="lm-train: parallel streams (batch size)")
+    p.add_argument("--data", type=Path, default=None, help="data folder (default: ../shared/data)")
     p.add_argument("--batch-tokens", type=int, default=2048)
     p.add_argument("--model", help="a trained checkpoint (mt-translate; optional for lm-generate/autocomplete)")
     p.add_argument("--json", action="store_true", help="print only the JSON object")
@@ -298,6 +302,9 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=50, help="big-corpus: training steps")
     p.add_argument("--workdir", default=None, help="big-corpus: where to write the corpus (default: temp dir)")
     args = p.parse_args(argv)
+    if args.data is not None:
+        global DATA
+        DATA = args.data
     torch.set_num_threads(args.threads)
     result = {"bench": args.name, "threads": args.threads, **BENCHES[args.name](args), "peak_rss_mb": peak_rss_mb(),
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
