@@ -74,7 +74,13 @@ def pick_direction(text: str, src: str | None, tgt: str | None) -> tuple[str, st
 
 # ---------------------------------------------------------------------------------------------- recipes
 
-CORPORA = Path(__file__).resolve().parent.parent / "corpora"
+def _corpora_dir() -> Path:
+    """The checkout's `corpora/`, else the copy a (non-editable) install puts under sys.prefix."""
+    here = Path(__file__).resolve().parent.parent / "corpora"
+    return here if here.is_dir() else Path(sys.prefix) / "share" / "nlp-rnn" / "corpora"
+
+
+CORPORA = _corpora_dir()
 
 
 def recipes(corpora: Path | None = None) -> list[dict]:
