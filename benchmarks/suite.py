@@ -117,12 +117,13 @@ def _lm_model(args):
     if args.model:
         from nlp_rnn.checkpoint import load_checkpoint
 
-        loaded = load_checkpoint(args.model, kind="lm")
+        loaded = load_checkpoint(args.model, kind="lm", quantize=args.quantize)
         return loaded.model, loaded.tokenizer
     text = _shakespeare()
     tok = CharTokenizer.build([text])
     torch.manual_seed(0)
-    return CharLM(LMConfig(vocab_size=tok.vocab_size, **LM_ARCH[args.arch])), tok
+    model = CharLM(LMConfig(vocab_size=tok.vocab_size, **LM_ARCH[args.arch])).eval()
+    return (model.quantized() if args.quantize == "int8" else model), tok
 
 
 def bench_lm_generate(args) -> dict:
@@ -136,7 +137,8 @@ def bench_lm_generate(args) -> dict:
     while time.perf_counter() - start < args.seconds:
         for _ in generate(model, tok, "ROMEO:", 500, temperature=0.8, seed=n):
             n += 1
-    return {"arch": args.arch, "chars_per_s": round(n / (time.perf_counter() - start), 1), "chars": n}
+    return {"arch": args.arch, "quantize": args.quantize, "chars_per_s": round(n / (time.perf_counter() - start), 1),
+            "chars": n}
 
 
 PARAGRAPH = ("Now is the winter of our discontent made glorious summer by this sun of York; and all the clouds "
@@ -164,7 +166,8 @@ def bench_autocomplete(args) -> dict:
             ac.suggest(next_words=True)
             with_next.append(time.perf_counter() - start)
     q = lambda xs, p: round(1000 * sorted(xs)[int(p * (len(xs) - 1))], 3)  # noqa: E731
-    return {"arch": args.arch, "keystrokes": len(times), "p50_ms": q(times, 0.5), "p95_ms": q(times, 0.95),
+    return {"arch": args.arch, "quantize": args.quantize, "keystrokes": len(times),
+            "p50_ms": q(times, 0.5), "p95_ms": q(times, 0.95),
             "with_next_words_p50_ms": q(with_next, 0.5), "with_next_words_p95_ms": q(with_next, 0.95)}
 
 
@@ -224,11 +227,11 @@ def bench_mt_translate(args) -> dict:
 
     if not args.model:
         sys.exit("mt-translate needs --model DIR (a trained de→en translator)")
-    loaded = load_checkpoint(args.model, kind="mt", device=args.device)
+    loaded = load_checkpoint(args.model, kind="mt", device=args.device, quantize=args.quantize)
     pairs = _multi30k("val")
     src = [s for s, _ in pairs]
     st, tt = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
-    out = {"sentences": len(src)}
+    out = {"sentences": len(src), "quantize": args.quantize, "precision": args.precision, "device": args.device}
     for name, beam in (("greedy", 1), ("beam5", 5)):
         translate_all(loaded.model, st, tt, src[:64], beam=beam, batch_size=32, precision=args.precision)
         start = time.perf_counter()
@@ -293,6 +296,8 @@ def main(argv=None) -> None:
     p.add_argument("--arch", choices=["default", "peer"], default="default")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="lm-train, mt-train, mt-translate")
+    p.add_argument("--quantize", choices=["none", "int8"], default="none",
+                   help="lm-generate, autocomplete, mt-translate: dynamic int8 quantization (CPU)")
     p.add_argument("--streams", type=int, default=None, help="lm-train: parallel streams (batch size)")
     p.add_argument("--data", type=Path, default=None, help="data folder (default: ../shared/data)")
     p.add_argument("--batch-tokens", type=int, default=2048)
