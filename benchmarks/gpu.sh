@@ -13,13 +13,7 @@ N="$PY -m nlp_rnn"
 M=$DATA/multi30k
 
 # the held-out split of quality.sh: last ~10% of tiny-shakespeare
-$PY - "$DATA/tinyshakespeare/train.txt" "$OUT/ts" <<'PYEOF'
-import sys
-text = open(sys.argv[1], encoding="utf-8").read()
-cut = int(len(text) * 0.9) // 1000 * 1000
-open(sys.argv[2] + "_train.txt", "w", encoding="utf-8").write(text[:cut])
-open(sys.argv[2] + "_val.txt", "w", encoding="utf-8").write(text[cut:])
-PYEOF
+OUT="$OUT" PY="$PY" "$HERE/benchmarks/quality.sh" split "$DATA/tinyshakespeare/train.txt" ts
 
 {
   for p in fp32 bf16; do $B lm-train --precision $p --seconds 12; done

@@ -48,6 +48,7 @@ mt() {  # mt CORE NAME [flags...]: 20-minute single-thread Multi30k de→en run,
 }
 
 case "${1:-}" in
+  split)          split "$2" "$3" ;;  # split FILE PREFIX: PREFIX_train.txt and PREFIX_val.txt in $OUT
   lm-size)        split "$DATA/tinyshakespeare/train.txt" ts  # choosing the default: one layer or the peer's two
                   lm 0 ts_1x512 ts --layers 1 --hidden 512 --embed 64 --dropout 0.1 &
                   lm 1 ts_2x512 ts --layers 2 --hidden 512 --embed 128 --dropout 0.2 & wait ;;
@@ -64,5 +65,5 @@ case "${1:-}" in
                   lm 0 q_gru q --cell gru & lm 1 q_rnn q --cell rnn & wait ;;
   mt-peer)        mt 0 luong & (cd "$PEERS/onmt" && CORE=1 ./run.sh 1200 > "$OUT/onmt.log" 2>&1) & wait ;;
   mt-attention)   mt 0 none --attention none & mt 1 bahdanau --attention bahdanau & wait ;;
-  *) echo "usage: $0 lm-size|lm-size2|lm-shakespeare|lm-cells|lm-quijote|lm-quijote-cells|mt-peer|mt-attention" >&2; exit 2 ;;
+  *) echo "usage: $0 split FILE PREFIX|lm-size|lm-size2|lm-shakespeare|lm-cells|lm-quijote|lm-quijote-cells|mt-peer|mt-attention" >&2; exit 2 ;;
 esac
