@@ -33,7 +33,7 @@ peer_lm() {  # peer_lm CORE NAME CORPUS: the plain PyTorch char-LSTM, same budge
   taskset -c "$core" env OMP_NUM_THREADS=1 $PY "$PEERS/charlm/lstm_baseline.py" train --train "${corpus}_train.txt" \
     --out "peer_$name.pt" --budget 900 > "peer_$name.json"
   taskset -c "$core" env OMP_NUM_THREADS=1 $PY "$PEERS/charlm/lstm_baseline.py" score --ckpt "peer_$name.pt" \
-    --test "${corpus}_val.txt" >> "peer_$name.json"
+    --test "$PWD/${corpus}_val.txt" >> "peer_$name.json"  # the peer names the test by its folder
 }
 
 mt() {  # mt CORE NAME [flags...]: 20-minute single-thread Multi30k de→en run, then sacrebleu on val (beam 5)
