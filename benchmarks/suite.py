@@ -25,11 +25,12 @@ import torch
 from nlp_rnn import runtime
 from nlp_rnn.data import LMStream, bucket_batches, collate, encode_pairs, encode_text
 from nlp_rnn.models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
+from nlp_rnn.models.rnn import detach_state
 from nlp_rnn.tokenizers import CharTokenizer, train_tokenizer
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
-LM_ARCH = {"default": dict(cell="lstm", embed=64, hidden=512, layers=1, dropout=0.1),
+LM_ARCH = {"default": dict(cell="gru", embed=64, hidden=512, layers=1, dropout=0.1),
            "peer": dict(cell="lstm", embed=128, hidden=512, layers=2, dropout=0.2)}
 LM_BATCH = {"default": (64, 128), "peer": (64, 128)}  # (streams, bptt)
 MT_ARCH = {"default": dict(cell="lstm", embed=256, hidden=256, layers=2, bidirectional=True, attention="luong",
@@ -96,7 +97,7 @@ def bench_lm_train(args) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        return loss.item(), tuple(s.detach() for s in state), b.n_tokens
+        return loss.item(), detach_state(state), b.n_tokens
     for _ in range(3):  # warm-up
         _, state, _ = step(i, state)
         i += 1

@@ -87,7 +87,7 @@ def recipes(corpora: Path | None = None) -> list[dict]:
     """How every shipped model is trained: `nlp-rnn` arguments (without `-o`), plus the test split it is
     scored on. `nlp-rnn demo --retrain` runs exactly these; each model card quotes its command."""
     c = Path(corpora or CORPORA)
-    lm = ["--cell", "lstm", "--layers", "1", "--hidden", "384", "--embed", "48", "--dropout", "0.2",
+    lm = ["--cell", "gru", "--layers", "1", "--hidden", "384", "--embed", "48", "--dropout", "0.2",
           "--bptt", "128", "--batch-size", "32", "--lr", "3e-3", "--eval-every", "200", "--max-time", "90s",
           "--seed", "1", "--threads", "2"]
     mt = ["--tokenizer-type", "unigram", "--vocab-size", "1000", "--cell", "lstm", "--attention", "luong",

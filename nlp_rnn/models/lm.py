@@ -21,7 +21,7 @@ from .rnn import CELLS, make_rnn, quantize_int8
 @dataclass
 class LMConfig:
     vocab_size: int
-    cell: str = "lstm"
+    cell: str = "gru"
     embed: int = 64
     hidden: int = 512
     layers: int = 1
