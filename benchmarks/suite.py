@@ -73,6 +73,24 @@ def bench_gemm(args) -> dict:
     return out
 
 
+def bench_int8_matvec(args) -> dict:
+    """One row times a weight matrix, fp32 vs int8 (the batch-1 step of generation): µs per product."""
+    from nlp_rnn.models.lm import _int8_linear
+
+    out = {}
+    for i, o in [(512, 1536), (512, 2048), (384, 1152), (512, 69)]:
+        w, b, x = torch.randn(i, o) * 0.05, torch.randn(o), torch.randn(1, i)
+        q = _int8_linear(w, b)
+        for name, f in (("fp32", lambda: torch.addmm(b, x, w)), ("int8", lambda: q(x))):
+            for _ in range(200):
+                f()
+            n, start = 5000, time.perf_counter()
+            for _ in range(n):
+                f()
+            out[f"{i}x{o}_{name}_us"] = round((time.perf_counter() - start) / n * 1e6, 1)
+    return out
+
+
 def _shakespeare() -> str:
     return (DATA / "tinyshakespeare" / "train.txt").read_text(encoding="utf-8")
 
@@ -284,7 +302,7 @@ def bench_big_corpus(args) -> dict:
             "seconds_total": round(seconds, 1), "final": summary["final"]}
 
 
-BENCHES = {"gemm": bench_gemm, "lm-train": bench_lm_train, "lm-generate": bench_lm_generate,
+BENCHES = {"gemm": bench_gemm, "int8-matvec": bench_int8_matvec, "lm-train": bench_lm_train, "lm-generate": bench_lm_generate,
            "autocomplete": bench_autocomplete, "big-corpus": bench_big_corpus, "mt-train": bench_mt_train, "mt-translate": bench_mt_translate}
 
 
