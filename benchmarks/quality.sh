@@ -59,11 +59,13 @@ case "${1:-}" in
                   lm 0 ts_lstm ts --cell lstm & peer_lm 1 ts ts & wait ;;
   lm-cells)       split "$DATA/tinyshakespeare/train.txt" ts
                   lm 0 ts_gru ts --cell gru & lm 1 ts_rnn ts --cell rnn & wait ;;
+  lm-seed2)       split "$DATA/tinyshakespeare/train.txt" ts  # run-to-run spread of the gru/lstm comparison
+                  lm 0 ts_gru_s2 ts --cell gru --seed 2 & lm 1 ts_lstm_s2 ts --cell lstm --seed 2 & wait ;;
   lm-quijote)     split "$DATA/quijote/train.txt" q
                   lm 0 q_lstm q --cell lstm & peer_lm 1 q q & wait ;;
   lm-quijote-cells) split "$DATA/quijote/train.txt" q
                   lm 0 q_gru q --cell gru & lm 1 q_rnn q --cell rnn & wait ;;
   mt-peer)        mt 0 luong & (cd "$PEERS/onmt" && CORE=1 ./run.sh 1200 > "$OUT/onmt.log" 2>&1) & wait ;;
   mt-attention)   mt 0 none --attention none & mt 1 bahdanau --attention bahdanau & wait ;;
-  *) echo "usage: $0 split FILE PREFIX|lm-size|lm-size2|lm-shakespeare|lm-cells|lm-quijote|lm-quijote-cells|mt-peer|mt-attention" >&2; exit 2 ;;
+  *) echo "usage: $0 split FILE PREFIX|lm-size|lm-size2|lm-shakespeare|lm-cells|lm-seed2|lm-quijote|lm-quijote-cells|mt-peer|mt-attention" >&2; exit 2 ;;
 esac
