@@ -22,7 +22,7 @@ from safetensors.torch import load_file, load_model, save_file
 
 from . import __version__
 from .atomic import atomic_dir, atomic_write_text
-from .errors import UsageError, CheckpointError, NlpRnnError
+from .errors import CheckpointError, NlpRnnError, UsageError
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
 from .tokenizers import load_tokenizer
 

@@ -133,7 +133,6 @@ class Stepper:
             self.head_b = model.head.bias.detach()
         # int8: the same products as int8 linear layers (biases ride along where they are not merged), for the
         # large matrices only; a small one (the output layer over a character vocabulary) runs faster in fp32
-        self.int8 = int8
         q = (lambda w, b: _int8_linear(w, b) if int8 and w.numel() >= INT8_MIN_WEIGHTS else None)  # noqa: E731
         self.q_ih = [None] + [q(self.w_ih[i], self.b_ih[i]) for i in range(1, c.layers)]
         self.q_hh = [q(self.w_hh[i], self.b_hh[i] if not merge else None) for i in range(c.layers)]
