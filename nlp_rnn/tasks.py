@@ -5,7 +5,8 @@ model, and hand a task to `training.Trainer`. The CLI turns flags into these cal
 """
 from __future__ import annotations
 
-import shutil
+import contextlib
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +14,18 @@ from typing import Callable, Sequence
 
 import torch
 
-from .checkpoint import load_checkpoint, read_pointer
+from .checkpoint import load_checkpoint, read_pointer, save_checkpoint
 from .corpora import TextSource
 from .data import LMStream, as_long, bucket_batches, collate, encode_pairs, write_ids
-from .errors import CheckpointError, CorpusError, TokenizerError, UsageError
+from .distributed import agree
+from .errors import CheckpointError, CorpusError, NlpRnnError, TokenizerError, TrainingStopped, UsageError
 from .evaluate import LN2, lm_nll, mt_scores
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
 from .search import translate_all
 from .tokenizers import CharTokenizer, Tokenizer, train_tokenizer
-from .training import TrainConfig, Trainer
+from .limits import check
+from .rundir import RunDir
+from .training import Notice, Run, TrainConfig, Trainer
 
 
 def _model_config(cls, **kwargs):
@@ -68,73 +72,72 @@ class LMTask:
         return {"val_nats_per_char": round(nats, 4), "val_bits_per_char": round(nats / LN2, 4), "score": -nats}
 
 
-def check_lm_options(model_options: dict, batch_size: int, bptt: int, run_dir: str | Path, resume: bool,
-                     val_fraction: float = 0.05) -> None:
+@dataclass
+class LMData:
+    """How the language model's text is laid out for training (saved in the checkpoint's meta)."""
+
+    batch_size: int = 64          # parallel streams per optimizer step, across all processes
+    bptt: int = 128               # truncated-BPTT window in characters
+    min_freq: int = 1             # rarer characters become <unk>
+    val_fraction: float = 0.05    # held out when no validation text is given
+
+
+def check_lm_options(model_options: dict, data: LMData) -> None:
     """Fail on bad flags before any corpus is read or any output printed."""
-    if batch_size < 1 or bptt < 1:
-        raise UsageError(f"--batch-size and --bptt must be at least 1 (got {batch_size} and {bptt})")
-    if not 0 < val_fraction < 1:
-        raise UsageError(f"--val-fraction must be between 0 and 1, not {val_fraction}")
+    for name in ("batch_size", "bptt", "min_freq", "val_fraction"):
+        check(name, getattr(data, name))
     _model_config(LMConfig, vocab_size=1, **model_options)
-    if not resume:
-        _refuse_existing_run(Path(run_dir))
 
 
-def train_lm(text: str | TextSource, val_text: str | TextSource | None, run_dir: str | Path, model_options: dict,
-             train_config: TrainConfig, batch_size: int = 64, bptt: int = 128, min_freq: int = 1,
-             val_fraction: float = 0.05, resume: bool = False, device: torch.device | str = "cpu",
-             on_event: Callable | None = None, meta: dict | None = None, shard: tuple[int, int] = (0, 1),
-             ddp_wrap: Callable | None = None) -> dict:
+def train_lm(text: str | TextSource, val_text: str | TextSource | None, run: Run | str | Path, model_options: dict,
+             train_config: TrainConfig, data: LMData = LMData(), meta: dict | None = None) -> dict:
     """Train a character language model; returns the run summary.
 
     The text is encoded chunk by chunk into a memory-mapped id file in the run directory, so corpora larger
     than memory train in bounded memory. Without validation text, the last `val_fraction` is held out.
     """
-    check_lm_options(model_options, batch_size, bptt, run_dir, resume, val_fraction)
-    run_dir = Path(run_dir)
+    run = run if isinstance(run, Run) else Run(run)
+    check_lm_options(model_options, data)
     source = TextSource.from_text(text) if isinstance(text, str) else text
     val_source = TextSource.from_text(val_text) if isinstance(val_text, str) else val_text
-    if resume:
-        loaded = load_checkpoint(_latest_or_fail(run_dir), kind="lm")
-        tokenizer, cfg = loaded.tokenizer, loaded.model.config
-    else:
-        try:
-            tokenizer = CharTokenizer.build(source.chunks(), min_freq=min_freq)
-        except TokenizerError:
-            raise CorpusError(source.description, f"corpus is empty, or no character occurs {min_freq} times") from None
-        if all(ch.isspace() for ch in tokenizer.chars):
-            raise CorpusError(source.description, "corpus is empty (no non-blank text)")
-        cfg = _model_config(LMConfig, vocab_size=tokenizer.vocab_size, **model_options)
-    fresh = not run_dir.exists()
-    (run_dir / "data").mkdir(parents=True, exist_ok=True)
-    rank = f".rank{shard[0]}" if shard[1] > 1 else ""  # each process writes its own copy
-    try:
-        ids = write_ids(source.chunks(), tokenizer, run_dir / "data" / f"train{rank}.ids")
-        val_ids = (write_ids(val_source.chunks(), tokenizer, run_dir / "data" / f"val{rank}.ids")
+    with _claim(run) as rundir:
+        if run.resume:
+            loaded = load_checkpoint(_latest_or_fail(run.dir), kind="lm")
+            tokenizer, cfg = loaded.tokenizer, loaded.model.config
+            _check_resume(run, loaded, model_options, {"batch_size": data.batch_size, "bptt": data.bptt})
+        else:
+            try:
+                tokenizer = CharTokenizer.build(source.chunks(), min_freq=data.min_freq)
+            except TokenizerError:
+                raise CorpusError(source.description, "corpus is empty (no non-blank text)" if data.min_freq <= 1 else
+                                  f"no character occurs at least --min-freq {data.min_freq} times") from None
+            if all(ch.isspace() for ch in tokenizer.chars):
+                raise CorpusError(source.description, "corpus is empty (no non-blank text)")
+            cfg = _model_config(LMConfig, vocab_size=tokenizer.vocab_size, **model_options)
+        (run.dir / "data").mkdir(exist_ok=True)
+        rank = f".rank{run.shard[0]}" if run.shard[1] > 1 else ""  # each process writes its own copy
+        ids = write_ids(source.chunks(), tokenizer, run.dir / "data" / f"train{rank}.ids")
+        val_ids = (write_ids(val_source.chunks(), tokenizer, run.dir / "data" / f"val{rank}.ids")
                    if val_source is not None else None)
-    except BaseException:
-        if fresh:  # a corpus error found while encoding leaves no half-made run directory behind
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    if val_ids is None:  # hold out the end of the corpus (val_fraction was checked above)
-        cut = int(len(ids) * (1 - val_fraction))
-        ids, val_ids = ids[:cut], ids[cut:]
-    if len(val_ids) < 2:
-        raise CorpusError(None, "validation text is too short (fewer than 2 characters)")
-    if on_event is not None:
-        from .training import Notice
-
-        on_event(Notice(f"training on {len(ids):,} characters, validating on {len(val_ids):,}"))
-    torch.manual_seed(train_config.seed)
-    model = CharLM(cfg).to(device)
-    task = LMTask(ids, val_ids, batch_size, bptt, shard=shard)
-    meta = {**(meta or {}), "task": "lm", "batch_size": batch_size, "bptt": bptt,
-            "train_chars": len(ids), "val_chars": len(val_ids)}
-    trainer = Trainer(model, task, train_config, run_dir, {"tokenizer": tokenizer}, meta, device, on_event,
-                      ddp=ddp_wrap(model) if ddp_wrap else None)
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+        fingerprint = file_sha256(run.dir / "data" / f"train{rank}.ids")
+        if run.resume:
+            _check_same_data(run, loaded.meta, fingerprint)
+        if val_ids is None:  # hold out the end of the corpus (val_fraction was checked above)
+            cut = int(len(ids) * (1 - data.val_fraction))
+            ids, val_ids = ids[:cut], ids[cut:]
+        if len(val_ids) < 2:
+            raise CorpusError(None, "validation text is too short (fewer than 2 characters)")
+        if run.on_event is not None:
+            run.on_event(Notice(f"training on {len(ids):,} characters, validating on {len(val_ids):,}"))
+        torch.manual_seed(train_config.seed)
+        model = CharLM(cfg).to(run.device)
+        task = LMTask(ids, val_ids, data.batch_size, data.bptt, shard=run.shard)
+        meta = {**(meta or {}), "task": "lm", "batch_size": data.batch_size, "bptt": data.bptt,
+                "train_chars": len(ids), "val_chars": len(val_ids), "data_sha256": fingerprint}
+        trainer = Trainer(model, task, train_config, run, saver(model, {"tokenizer": tokenizer}, meta), rundir)
+        if run.resume:
+            trainer.resume()
+        return trainer.fit()
 
 
 # ---------------------------------------------------------------------------------------------- translator
@@ -221,46 +224,119 @@ def build_mt_tokenizers(pairs: Sequence[tuple[str, str]], plan: TokenizerPlan) -
             train_tokenizer([t for _, t in pairs], plan.kind, plan.vocab_size))
 
 
-def check_mt_options(model_options: dict, max_tokens: int, run_dir: str | Path, resume: bool) -> None:
+def check_mt_options(model_options: dict, max_tokens: int) -> None:
     """Fail on bad flags before any corpus is read or any output printed."""
-    if max_tokens < 16:
-        raise UsageError(f"--batch-tokens must be at least 16, not {max_tokens}")
+    check("batch_tokens", max_tokens)
     _model_config(Seq2SeqConfig, src_vocab=8, tgt_vocab=8, **{k: v for k, v in model_options.items()
                                                             if k != "share_embeddings"})
-    if not resume:
-        _refuse_existing_run(Path(run_dir))
 
 
-def train_mt(pairs: Sequence[tuple[str, str]], val_pairs: Sequence[tuple[str, str]], run_dir: str | Path,
+def train_mt(pairs: Sequence[tuple[str, str]], val_pairs: Sequence[tuple[str, str]], run: Run | str | Path,
              model_options: dict, train_config: TrainConfig, tokenizers: TokenizerPlan = TokenizerPlan(),
-             max_tokens: int = 4096, bleu_beam: int = 1, resume: bool = False, device: torch.device | str = "cpu",
-             on_event: Callable | None = None, meta: dict | None = None, shard: tuple[int, int] = (0, 1),
-             ddp_wrap: Callable | None = None) -> dict:
+             max_tokens: int = 2048, bleu_beam: int = 1, meta: dict | None = None) -> dict:
     """Train a translator on `pairs`, selecting by greedy BLEU on `val_pairs`; returns the run summary."""
-    check_mt_options(model_options, max_tokens, run_dir, resume)
-    run_dir = Path(run_dir)
-    if resume:
-        loaded = load_checkpoint(_latest_or_fail(run_dir), kind="mt")
-        src_tok, tgt_tok = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
-        cfg = loaded.model.config
-    else:
-        src_tok, tgt_tok = build_mt_tokenizers(pairs, tokenizers)
-        if model_options.get("share_embeddings") and src_tok is not tgt_tok:
-            raise UsageError("--share-embeddings needs a joint vocabulary (--joint-vocab)")
-        cfg = _model_config(Seq2SeqConfig, src_vocab=src_tok.vocab_size, tgt_vocab=tgt_tok.vocab_size, **model_options)
-    torch.manual_seed(train_config.seed)
-    model = Seq2Seq(cfg).to(device)
-    for p in model.parameters():  # uniform init as in Luong et al. 2015; keeps all cells comparable
-        torch.nn.init.uniform_(p, -0.1, 0.1)
-    src_ids, tgt_ids = encode_pairs(pairs, src_tok, tgt_tok)
-    task = MTTask(src_ids, tgt_ids, val_pairs, src_tok, tgt_tok, max_tokens, train_config.seed, bleu_beam, device, shard)
-    meta = {**(meta or {}), "task": "mt", "batch_tokens": max_tokens, "train_pairs": len(pairs),
-            "val_pairs": len(val_pairs)}
-    trainer = Trainer(model, task, train_config, run_dir, {"src_tokenizer": src_tok, "tgt_tokenizer": tgt_tok},
-                      meta, device, on_event, ddp=ddp_wrap(model) if ddp_wrap else None)
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+    run = run if isinstance(run, Run) else Run(run)
+    check_mt_options(model_options, max_tokens)
+    fingerprint = pairs_sha256(pairs)
+    with _claim(run) as rundir:
+        if run.resume:
+            loaded = load_checkpoint(_latest_or_fail(run.dir), kind="mt")
+            src_tok, tgt_tok = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
+            cfg = loaded.model.config
+            _check_resume(run, loaded, model_options, {"batch_tokens": max_tokens})
+            _check_same_data(run, loaded.meta, fingerprint)
+        else:
+            src_tok, tgt_tok = build_mt_tokenizers(pairs, tokenizers)
+            if model_options.get("share_embeddings") and src_tok is not tgt_tok:
+                raise UsageError("--share-embeddings needs a joint vocabulary (--joint-vocab)")
+            cfg = _model_config(Seq2SeqConfig, src_vocab=src_tok.vocab_size, tgt_vocab=tgt_tok.vocab_size,
+                                **model_options)
+        torch.manual_seed(train_config.seed)
+        model = Seq2Seq(cfg).to(run.device)
+        for p in model.parameters():  # uniform init as in Luong et al. 2015; keeps all cells comparable
+            torch.nn.init.uniform_(p, -0.1, 0.1)
+        src_ids, tgt_ids = encode_pairs(pairs, src_tok, tgt_tok)
+        task = MTTask(src_ids, tgt_ids, val_pairs, src_tok, tgt_tok, max_tokens, train_config.seed, bleu_beam,
+                      run.device, run.shard)
+        meta = {**(meta or {}), "task": "mt", "batch_tokens": max_tokens, "train_pairs": len(pairs),
+                "val_pairs": len(val_pairs), "data_sha256": fingerprint}
+        save = saver(model, {"src_tokenizer": src_tok, "tgt_tokenizer": tgt_tok}, meta)
+        trainer = Trainer(model, task, train_config, run, save, rundir)
+        if run.resume:
+            trainer.resume()
+        return trainer.fit()
+
+
+# ---------------------------------------------------------------------------------------------- shared by the recipes
+
+def saver(model, tokenizers: dict, meta: dict):
+    """The Trainer's save callable: a checkpoint of `model` with these tokenizers and this run's metadata."""
+    def save(path: Path, step_meta: dict, trainer_tensors: dict, trainer_json: dict) -> None:
+        save_checkpoint(path, model, tokenizers, {**meta, **step_meta}, trainer_tensors, trainer_json)
+    return save
+
+
+@contextlib.contextmanager
+def _claim(run: Run):
+    """The run directory under the output rule, locked for the run; removed again if the run never starts."""
+    rundir = None
+    failure = None
+    if run.is_main:
+        try:
+            rundir = RunDir.claim(run.dir, run.resume, run.overwrite)
+        except NlpRnnError as e:
+            failure = e
+    if run.shard[1] > 1 and not agree(failure is None, True, any_rank=False):  # every rank hears rank 0's verdict
+        raise failure or TrainingStopped("the main process could not open the run directory")
+    if failure is not None:
+        raise failure
+    started = False
+    try:
+        yield rundir
+        started = True
+    finally:
+        if rundir is not None:
+            if not started and not run.resume and not (run.dir / "latest").exists():
+                rundir.abandon()
+            rundir.close()
+
+
+def _check_resume(run: Run, loaded, model_options: dict, layout: dict) -> None:
+    """--resume continues the same model on the same batch layout; name every difference instead of training
+    the old model on new settings (or crashing on a shape mismatch)."""
+    saved = loaded.model.config.to_dict()
+    diffs = [f"--{k.replace('_', '-')} {_show(v)} (the run has {_show(saved[k])})"
+             for k, v in model_options.items() if k in saved and saved[k] != v]
+    diffs += [f"--{k.replace('_', '-')} {v} (the run has {loaded.meta[k]})"
+              for k, v in layout.items() if k in loaded.meta and loaded.meta[k] != v]
+    if diffs:
+        raise UsageError(f"--resume: this command differs from the run in {run.dir}: {'; '.join(diffs)}; "
+                         f"resume with the run's settings, or start a new run with another -o")
+
+
+def _show(v) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _check_same_data(run: Run, meta: dict, fingerprint: str) -> None:
+    if meta.get("data_sha256") not in (None, fingerprint) and not run.new_data:
+        raise UsageError(f"--resume: the training corpus differs from the one the run in {run.dir} started with; "
+                         f"pass --new-data to continue on the new corpus anyway")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pairs_sha256(pairs: Sequence[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for s, t in pairs:
+        h.update(f"{s}\t{t}\n".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
 
 
 def _latest_or_fail(run_dir: Path) -> Path:
@@ -268,10 +344,3 @@ def _latest_or_fail(run_dir: Path) -> Path:
     if latest is None:
         raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoint written there yet)")
     return latest
-
-
-def _refuse_existing_run(run_dir: Path) -> None:
-    if (run_dir / "latest").exists() or (run_dir / "model").exists():
-        raise UsageError(f"{run_dir} already holds a training run; use --resume to continue it, or another -o")
-    if not run_dir.parent.exists():
-        raise UsageError(f"-o {run_dir}: parent directory {run_dir.parent} does not exist")

@@ -1,20 +1,21 @@
-"""One training loop for both models: AdamW, warmup + cosine decay, clipping, evaluation, checkpoints, resume.
+"""One training loop for every model: AdamW, warmup + cosine decay, clipping, evaluation, checkpoints, resume.
 
-A *task* supplies what differs between the language model and the translator:
+A *task* supplies what differs between the models:
 
     task.steps_per_epoch(epoch)   batches in that pass over the training data
     task.batch(epoch, i)          the i-th batch of an epoch, the same every time it is asked for (resume)
     task.evaluate(model)          validation metrics; "score" (higher is better) picks the best checkpoint
     task.carries_state            True when recurrent state flows from one batch to the next (LM, truncated BPTT)
 
-The loop emits events (`StepEvent`, `EvalEvent`, `Notice`) to a callback; the CLI renders them, tests collect them.
+A *save* callable writes a checkpoint (the trainer knows nothing of tokenizers or files beyond its run
+directory). The loop emits events (`StepEvent`, `EvalEvent`, `Notice`) through `Run.on_event`; the CLI renders
+them, tests collect them.
 """
 from __future__ import annotations
 
 import json
 import math
 import random
-import shutil
 import signal
 import threading
 import time
@@ -24,16 +25,18 @@ from typing import Callable, Protocol
 
 import torch
 
-from .checkpoint import (copy_model, flatten_optimizer, load_trainer_state, read_pointer, save_checkpoint,
-                         unflatten_optimizer, write_pointer)
+from .checkpoint import flatten_optimizer, load_trainer_state, read_pointer, unflatten_optimizer, write_pointer
+from .distributed import agree
 from .errors import CheckpointError, TrainingStopped, UsageError
 from .models.rnn import detach_state
-from .distributed import agree
+from .rundir import RunDir
 from .runtime import autocast, resolve_precision
 
 
 @dataclass
 class TrainConfig:
+    """The optimisation recipe. Defaults here are the translator's; `tasks` names each model's own."""
+
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup: int = 100
@@ -52,23 +55,36 @@ class TrainConfig:
     seed: int = 1234
 
     def validate(self) -> "TrainConfig":
-        if self.lr <= 0:
-            raise UsageError(f"--lr must be positive, not {self.lr}")
-        if self.clip < 0:
-            raise UsageError(f"--clip must be 0 (off) or positive, not {self.clip}")
-        for name in ("max_steps", "eval_every", "save_every", "patience", "max_bad_steps"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, not {v}")
-        for name in ("max_time", "epochs", "save_every_minutes"):
-            v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be positive, not {v}")
-        if self.keep < 1:
-            raise UsageError(f"--keep must be at least 1, not {self.keep}")
+        from .limits import check
+
+        for name in ("lr", "weight_decay", "warmup", "min_lr_ratio", "clip", "max_steps", "max_time", "epochs",
+                     "eval_every", "save_every", "save_every_minutes", "keep", "patience", "max_bad_steps", "seed"):
+            check(name, getattr(self, name))
         if self.max_steps is None and self.max_time is None and self.epochs is None:
             raise UsageError("give a budget: --max-steps, --max-time or --epochs")
         return self
+
+
+@dataclass
+class Run:
+    """Where and how a training run executes; built once by the CLI and passed down whole."""
+
+    dir: Path
+    device: torch.device | str = "cpu"
+    resume: bool = False
+    overwrite: bool = False
+    new_data: bool = False                # with resume: accept a corpus that differs from the run's
+    on_event: Callable | None = None
+    shard: tuple[int, int] = (0, 1)       # (rank, world size) of data-parallel training
+    ddp_wrap: Callable | None = None      # model → DistributedDataParallel wrapper, when world size > 1
+
+    def __post_init__(self):
+        self.dir = Path(self.dir)
+        self.device = torch.device(self.device)
+
+    @property
+    def is_main(self) -> bool:
+        return self.shard[0] == 0
 
 
 @dataclass
@@ -102,6 +118,10 @@ class Task(Protocol):
     def evaluate(self, model) -> dict: ...
 
 
+# save(path, meta, trainer_tensors, trainer_json): write one checkpoint directory of the model being trained
+SaveFn = Callable[[Path, dict, dict, dict], None]
+
+
 @dataclass
 class Progress:
     """Everything besides weights and optimizer that a resumed run needs to continue on the same trajectory."""
@@ -129,10 +149,13 @@ def lr_at(step: int, cfg: TrainConfig, planned: int) -> float:
 
 
 class _Signals:
-    """SIGINT/SIGTERM set a flag; the loop finishes its step, saves, and stops."""
+    """SIGINT/SIGTERM set a flag; the loop finishes its step, saves, and stops. A second signal stops at once,
+    except inside `critical()` (writing a checkpoint), which it waits for, so no checkpoint is left half-made."""
 
     def __init__(self):
         self.received: int | None = None
+        self.second: int | None = None
+        self._depth = 0
         self._old = {}
 
     def __enter__(self):
@@ -141,215 +164,307 @@ class _Signals:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
-    def _handle(self, signum, frame):
-        if self.received is not None:  # a second Ctrl-C means now
-            raise KeyboardInterrupt
-        self.received = signum
-
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
+    def _handle(self, signum, frame):
+        if self.received is None:
+            self.received = signum
+            return
+        self.second = signum
+        if self._depth == 0:
+            self._stop_now()
+
+    def _stop_now(self):
+        raise TrainingStopped("stopped by a second signal; the last complete checkpoint is kept (resume with "
+                              "the same command and --resume)", exit_code=_exit_code(self.second))
+
+    def critical(self):
+        signals = self
+
+        class _Section:
+            def __enter__(self):
+                signals._depth += 1
+
+            def __exit__(self, *exc):
+                signals._depth -= 1
+                if signals._depth == 0 and signals.second is not None and exc[0] is None:
+                    signals._stop_now()
+
+        return _Section()
+
+
+def _exit_code(signum: int | None) -> int:
+    return 143 if signum == signal.SIGTERM else 130
+
 
 class Trainer:
-    def __init__(self, model: torch.nn.Module, task: Task, config: TrainConfig, run_dir: str | Path,
-                 tokenizers: dict, meta: dict | None = None, device: torch.device | str = "cpu",
-                 on_event: Callable | None = None, ddp=None):
-        self.model, self.task, self.cfg = model, task, config.validate()
-        self.run_dir = Path(run_dir)
-        self.tokenizers, self.meta = tokenizers, dict(meta or {})
-        self.device = torch.device(device)
-        self.on_event = on_event or (lambda e: None)
-        self.ddp = ddp  # a DistributedDataParallel wrapper around `model`, when distributed
-        self.is_main = ddp is None or torch.distributed.get_rank() == 0
-        self.world = 1 if ddp is None else torch.distributed.get_world_size()
-        self.precision = resolve_precision(config.precision, self.device)
-        self.meta["precision"] = self.precision
+    """Runs a task's batches through a model until a budget ends, checkpointing into a run directory."""
+
+    def __init__(self, model: torch.nn.Module, task: Task, config: TrainConfig, run: Run, save: SaveFn,
+                 rundir: RunDir | None = None):
+        self.model, self.task, self.cfg, self.run, self.save = model, task, config.validate(), run, save
+        self.rundir = rundir  # claimed by the caller when it writes into the run directory first
+        self.ddp = run.ddp_wrap(model) if run.ddp_wrap else None
+        self.world = run.shard[1]
+        self.precision = resolve_precision(config.precision, run.device)
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
         no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                       {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
         self.progress = Progress()
         self.state = None  # carried recurrent state (LM)
-        self.log_path = self.run_dir / "log.jsonl"
+        self.saved: list[str] = []  # checkpoints this run wrote, oldest first (the only ones pruning deletes)
+        self.log_path = run.dir / "log.jsonl"
+
+    @property
+    def dist(self) -> bool:
+        return self.ddp is not None
 
     # ------------------------------------------------------------------ events and logging
     def _emit(self, event) -> None:
-        if not self.is_main:
+        if not self.run.is_main:
             return
-        self.on_event(event)
-        rec = {"event": type(event).__name__, **asdict(event)}
+        if self.run.on_event is not None:
+            self.run.on_event(event)
         with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+            f.write(json.dumps({"event": type(event).__name__, **asdict(event)}) + "\n")
 
     # ------------------------------------------------------------------ checkpoints
-    def _save(self, tag: str | None = None) -> Path:
+    def _save(self) -> Path:
+        """Write a resumable checkpoint, point `latest` at it, and prune what this run wrote before."""
         p = self.progress
         name = f"step-{p.step:07d}"
-        path = self.run_dir / "checkpoints" / name
+        path = self.run.dir / "checkpoints" / name
         tensors, info = flatten_optimizer(self.opt.state_dict())
         tensors["rng.torch"] = torch.get_rng_state()
-        if self.state is not None:
-            st = self.state if isinstance(self.state, tuple) else (self.state,)
-            for i, s in enumerate(st):
-                tensors[f"state.{i}"] = s
+        st = () if self.state is None else self.state if isinstance(self.state, tuple) else (self.state,)
+        tensors.update({f"state.{i}": s for i, s in enumerate(st)})
         info.update(progress=asdict(p), python_random=_jsonable_random_state(), train_config=asdict(self.cfg),
-                    carried_state=None if self.state is None else (2 if isinstance(self.state, tuple) else 1))
-        meta = {**self.meta, "step": p.step, "epoch": p.epoch, "best_score": p.best_score}
-        save_checkpoint(path, self.model, self.tokenizers, meta, tensors, info)
-        write_pointer(self.run_dir, "latest", path, step=p.step)
-        self._prune()
+                    carried_state=None if self.state is None else len(st))
+        meta = {"precision": self.precision, "step": p.step, "epoch": p.epoch, "best_score": p.best_score}
+        with self.signals.critical():
+            self.save(path, meta, tensors, info)
+            if name not in self.saved:
+                self.saved.append(name)
+            self.rundir.record(self.saved)
+            write_pointer(self.run.dir, "latest", path, step=p.step)
+            self._prune()
         return path
 
     def _prune(self) -> None:
-        ckdir = self.run_dir / "checkpoints"
-        best = read_pointer(self.run_dir, "best")
-        steps = sorted(d for d in ckdir.iterdir() if d.is_dir() and d.name.startswith("step-"))
-        for d in steps[: -self.cfg.keep]:
-            if best is None or d.resolve() != best.resolve():
-                shutil.rmtree(d, ignore_errors=True)
+        best = read_pointer(self.run.dir, "best")
+        old = [n for n in self.saved[: -self.cfg.keep] if best is None or n != best.name]
+        for name in old:
+            self.rundir.remove_checkpoint(name)
+            self.saved.remove(name)
+        if old:
+            self.rundir.record(self.saved)
 
     def resume(self) -> None:
-        """Load the latest checkpoint of `run_dir`: weights, optimizer, RNG, carried state, data position."""
-        latest = read_pointer(self.run_dir, "latest")
-        if latest is None:
-            raise CheckpointError(f"{self.run_dir}: nothing to resume (no latest checkpoint)")
+        """Load the latest checkpoint of the run: weights, optimizer, RNG, carried state, data position."""
         from .checkpoint import load_checkpoint
 
+        latest = read_pointer(self.run.dir, "latest")
+        if latest is None:
+            raise CheckpointError(f"{self.run.dir}: nothing to resume (no latest checkpoint)")
         loaded = load_checkpoint(latest, kind=self.model.kind)
         self.model.load_state_dict(loaded.model.state_dict())
         tensors, info = load_trainer_state(latest)
-        self.opt.load_state_dict(unflatten_optimizer(tensors, info))
-        torch.set_rng_state(tensors["rng.torch"])
-        if info.get("python_random"):
-            random.setstate(_random_state_from_json(info["python_random"]))
-        n = info.get("carried_state")
-        if n:
-            st = tuple(tensors[f"state.{i}"].to(self.device) for i in range(n))
-            self.state = st if n == 2 else st[0]
-        self.progress = Progress(**info["progress"])
+        try:
+            self.opt.load_state_dict(unflatten_optimizer(tensors, info))
+            torch.set_rng_state(tensors["rng.torch"])
+            if info.get("python_random"):
+                random.setstate(_random_state_from_json(info["python_random"]))
+            n = info.get("carried_state")
+            if n:
+                st = tuple(tensors[f"state.{i}"].to(self.run.device) for i in range(n))
+                self.state = st if n == 2 else st[0]
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise CheckpointError(f"{latest}: trainer state does not fit this model or optimizer ({e})") from None
+        self.progress = _progress_from_json(info.get("progress"), latest)
+        self.saved = self.rundir.recorded() if self.rundir else []
         self._emit(Notice(f"resumed from {latest} at step {self.progress.step}"))
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
-        cfg, p, task = self.cfg, self.progress, self.task
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "checkpoints").mkdir(exist_ok=True)
-        per_epoch = task.steps_per_epoch()
-        limits = [s for s in (cfg.max_steps, None if cfg.epochs is None else math.ceil(cfg.epochs * per_epoch)) if s]
-        if not p.planned_steps and limits:
-            p.planned_steps = min(limits)
-        net = self.ddp or self.model
-        last_save_time = time.monotonic()
-        window_tokens, window_start = 0, time.monotonic()
-        started = time.monotonic() - p.elapsed
-        stop_reason = None
+        """Train until the first budget ends (steps, epochs, time, patience), then evaluate, save and summarise."""
+        own = self.rundir is None
+        if own and self.run.is_main:
+            self.rundir = RunDir.claim(self.run.dir, self.run.resume, self.run.overwrite)
         try:
-            with _Signals() as signals:
-                while True:
-                    p.elapsed = time.monotonic() - started
-                    if cfg.max_steps is not None and p.step >= cfg.max_steps:
-                        stop_reason = "max_steps"
-                    elif limits and p.step >= min(limits):
-                        stop_reason = "epochs"
-                    elif cfg.max_time is not None and agree(p.elapsed >= cfg.max_time, self.ddp is not None):
-                        stop_reason = "max_time"  # ranks agree, so none waits forever for the others
-                    if stop_reason:
-                        break
-                    if p.position >= task.steps_per_epoch(p.epoch):  # epochs may differ in batch count
-                        p.epoch, p.position = p.epoch + 1, 0
-                        self.state = None
-                    batch = task.batch(p.epoch, p.position).to(self.device)
-                    p.position += 1
-                    self.model.train()
-                    lr = lr_at(p.step, cfg, p.planned_steps or 10 ** 9)
-                    for group in self.opt.param_groups:
-                        group["lr"] = lr
-                    with autocast(self.device, self.precision):
-                        loss, state = net.loss(batch, self.state) if self.ddp is None else net(batch, self.state)
-                    if task.carries_state:
-                        self.state = detach_state(state)
-                    ok = agree(bool(torch.isfinite(loss).item()), self.ddp is not None, any_rank=False)
-                    if ok:
-                        self.opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip if cfg.clip else float("inf"))
-                        ok = bool(torch.isfinite(norm))
-                    if ok:
-                        self.opt.step()
-                        p.bad_steps = 0
-                    else:
-                        self.opt.zero_grad(set_to_none=True)
-                        p.bad_steps += 1
-                        p.skipped_steps += 1
-                        if task.carries_state:
-                            self.state = None
-                        self._emit(Notice(f"step {p.step + 1}: non-finite loss or gradient, step skipped "
-                                          f"({p.bad_steps} in a row)"))
-                    p.step += 1
-                    n_tok = batch.n_tokens * self.world  # every rank trains an equal share of the batch
-                    p.tokens += n_tok
-                    window_tokens += n_tok
-                    if p.step == 20 and cfg.max_time is not None:
-                        # A time budget: fix the schedule length from the measured speed, once, so resume agrees.
-                        per_step = (time.monotonic() - started) / p.step
-                        by_time = int(cfg.max_time / max(per_step, 1e-6))
-                        p.planned_steps = min([by_time] + limits) if limits else by_time
-                        if self.ddp is not None:  # one schedule for all ranks: rank 0's estimate
-                            t = torch.tensor([p.planned_steps], device=self.device if self.device.type == "cuda" else "cpu")
-                            torch.distributed.broadcast(t, 0)
-                            p.planned_steps = int(t.item())
-                    if p.bad_steps >= cfg.max_bad_steps:
-                        path = self._save() if self.is_main else None
-                        raise TrainingStopped(f"stopped after {p.bad_steps} non-finite steps in a row at step {p.step} "
-                                              f"(try a lower --lr or --clip); last checkpoint: {path}")
-                    now = time.monotonic()
-                    if now - window_start >= 1.0 or p.step % 50 == 0:
-                        self._emit(StepEvent(p.step, p.epoch, float(loss.detach()), lr, window_tokens / max(1e-9, now - window_start),
-                                             now - started, p.planned_steps))
-                        window_tokens, window_start = 0, now
-                    if p.step % cfg.eval_every == 0:
-                        if agree(self._evaluate_and_save(), self.ddp is not None):
-                            stop_reason = "patience"
+            with _Signals() as self.signals:
+                self._start()
+                try:
+                    while not self._should_stop():
+                        loss = self._train_step()
+                        self._after_step(loss)
+                        if self._maybe_evaluate():
+                            self.stop_reason = "patience"
                             break
-                        last_save_time = time.monotonic()
-                    elif (cfg.save_every and p.step % cfg.save_every == 0) or (
-                            cfg.save_every_minutes and now - last_save_time >= 60 * cfg.save_every_minutes):
-                        if self.is_main:
-                            self._save()
-                        last_save_time = time.monotonic()
-                    if agree(signals.received is not None, self.ddp is not None):
-                        p.elapsed = time.monotonic() - started
-                        path = self._save() if self.is_main else None
-                        code = 143 if signals.received == signal.SIGTERM else 130
-                        raise TrainingStopped(f"interrupted at step {p.step}; checkpoint saved to {path}; "
-                                              f"resume by running the same command with --resume", exit_code=code)
-        except RuntimeError as e:
-            if self.ddp is None or not _is_distributed_failure(e):
-                raise
-            latest = read_pointer(self.run_dir, "latest")
-            raise TrainingStopped(f"another training process stopped or lost contact at step {p.step} "
-                                  f"({str(e).splitlines()[0][:120]}); last checkpoint: {latest}; "
-                                  f"rerun with --resume") from None
-        p.elapsed = time.monotonic() - started
-        if p.step % cfg.eval_every != 0 or stop_reason != "patience" and not p.history:
+                        self._maybe_save()
+                        self._check_signals()
+                except RuntimeError as e:
+                    self._distributed_failure(e)
+                return self._finish()
+        finally:
+            if own and self.rundir is not None:
+                self.rundir.close()
+
+    def _start(self) -> None:
+        p, cfg = self.progress, self.cfg
+        if self.run.is_main:
+            (self.run.dir / "checkpoints").mkdir(exist_ok=True)
+            if not self.run.resume:
+                self.log_path.write_text("", encoding="utf-8")  # a fresh run starts a fresh log
+        self.per_epoch = self.task.steps_per_epoch()
+        self.limits = [s for s in (cfg.max_steps, None if cfg.epochs is None else math.ceil(cfg.epochs * self.per_epoch))
+                       if s]
+        if not p.planned_steps and self.limits:
+            p.planned_steps = min(self.limits)
+        self.stop_reason = None
+        self.started = time.monotonic() - p.elapsed
+        self.last_save = time.monotonic()
+        self.window_tokens, self.window_start = 0, time.monotonic()
+
+    def _should_stop(self) -> bool:
+        p, cfg = self.progress, self.cfg
+        p.elapsed = time.monotonic() - self.started
+        if cfg.max_steps is not None and p.step >= cfg.max_steps:
+            self.stop_reason = "max_steps"
+        elif self.limits and p.step >= min(self.limits):
+            self.stop_reason = "epochs"
+        elif cfg.max_time is not None and agree(p.elapsed >= cfg.max_time, self.dist):
+            self.stop_reason = "max_time"  # ranks agree, so none waits forever for the others
+        return self.stop_reason is not None
+
+    def _train_step(self) -> torch.Tensor:
+        """One optimizer step on the next batch; a non-finite loss or gradient skips the update."""
+        p, cfg = self.progress, self.cfg
+        if p.position >= self.task.steps_per_epoch(p.epoch):  # epochs may differ in batch count
+            p.epoch, p.position = p.epoch + 1, 0
+            self.state = None
+        batch = self.task.batch(p.epoch, p.position).to(self.run.device)
+        p.position += 1
+        self.model.train()
+        self.lr = lr_at(p.step, cfg, p.planned_steps or 10 ** 9)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr
+        with autocast(self.run.device, self.precision):
+            loss, state = self.model.loss(batch, self.state) if self.ddp is None else self.ddp(batch, self.state)
+        if self.task.carries_state:
+            self.state = detach_state(state)
+        ok = agree(bool(torch.isfinite(loss).item()), self.dist, any_rank=False)
+        if ok:
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip or float("inf"))
+            ok = bool(torch.isfinite(norm))
+        if ok:
+            self.opt.step()
+            p.bad_steps = 0
+        else:
+            self._skip_step()
+        p.step += 1
+        n_tok = batch.n_tokens * self.world  # every rank trains an equal share of the batch
+        p.tokens += n_tok
+        self.window_tokens += n_tok
+        return loss
+
+    def _skip_step(self) -> None:
+        p = self.progress
+        self.opt.zero_grad(set_to_none=True)
+        p.bad_steps += 1
+        p.skipped_steps += 1
+        if self.task.carries_state:
+            self.state = None
+        self._emit(Notice(f"step {p.step + 1}: non-finite loss or gradient, step skipped ({p.bad_steps} in a row)"))
+
+    def _after_step(self, loss: torch.Tensor) -> None:
+        """Fix a time budget's schedule once the speed is known, give up after too many bad steps, report."""
+        p, cfg = self.progress, self.cfg
+        if p.step == 20 and cfg.max_time is not None:
+            # The schedule's length is fixed once, from the measured speed, so a resumed run follows the same one.
+            by_time = int(cfg.max_time / max((time.monotonic() - self.started) / p.step, 1e-6))
+            p.planned_steps = min([by_time, *self.limits])
+            if self.dist:  # one schedule for all ranks: rank 0's estimate
+                t = torch.tensor([p.planned_steps], device=self.run.device if self.run.device.type == "cuda" else "cpu")
+                torch.distributed.broadcast(t, 0)
+                p.planned_steps = int(t.item())
+        if p.bad_steps >= cfg.max_bad_steps:
+            path = self._save() if self.run.is_main else None
+            raise TrainingStopped(f"stopped after {p.bad_steps} non-finite steps in a row at step {p.step} "
+                                  f"(try a lower --lr or --clip); last checkpoint: {path}")
+        now = time.monotonic()
+        if now - self.window_start >= 1.0 or p.step % 50 == 0:
+            self._emit(StepEvent(p.step, p.epoch, float(loss.detach()), self.lr,
+                                 self.window_tokens / max(1e-9, now - self.window_start), now - self.started,
+                                 p.planned_steps))
+            self.window_tokens, self.window_start = 0, now
+
+    def _maybe_evaluate(self) -> bool:
+        """Evaluate and checkpoint every `eval_every` steps; True when patience has run out."""
+        if self.progress.step % self.cfg.eval_every:
+            return False
+        out_of_patience = agree(self._evaluate_and_save(), self.dist)
+        self.last_save = time.monotonic()
+        return out_of_patience
+
+    def _maybe_save(self) -> None:
+        cfg, p = self.cfg, self.progress
+        if p.step % cfg.eval_every == 0:
+            return  # just saved with the evaluation
+        by_steps = cfg.save_every is not None and p.step % cfg.save_every == 0
+        by_time = cfg.save_every_minutes is not None and time.monotonic() - self.last_save >= 60 * cfg.save_every_minutes
+        if by_steps or by_time:
+            if self.run.is_main:
+                self._save()
+            self.last_save = time.monotonic()
+
+    def _check_signals(self) -> None:
+        if agree(self.signals.received is not None, self.dist):
+            self.progress.elapsed = time.monotonic() - self.started
+            path = self._save() if self.run.is_main else None
+            raise TrainingStopped(f"interrupted at step {self.progress.step}; checkpoint saved to {path}; "
+                                  f"resume by running the same command with --resume",
+                                  exit_code=_exit_code(self.signals.received))
+
+    def _distributed_failure(self, e: RuntimeError):
+        if self.ddp is None or not _is_distributed_failure(e):
+            raise e
+        latest = read_pointer(self.run.dir, "latest")
+        raise TrainingStopped(f"another training process stopped or lost contact at step {self.progress.step} "
+                              f"({str(e).splitlines()[0][:120]}); last checkpoint: {latest}; "
+                              f"rerun with --resume") from None
+
+    def _finish(self) -> dict:
+        """Evaluate the final weights (unless just done), publish the best checkpoint as `model/`, summarise."""
+        from .checkpoint import copy_model
+
+        p = self.progress
+        p.elapsed = time.monotonic() - self.started
+        # the last step was evaluated when it fell on `eval_every`; a run that never evaluated must still do it once
+        if p.step % self.cfg.eval_every != 0 or (self.stop_reason != "patience" and not p.history):
             self._evaluate_and_save()
-        best = read_pointer(self.run_dir, "best") or read_pointer(self.run_dir, "latest")
-        if self.is_main and best is not None:
-            copy_model(best, self.run_dir / "model")
-        summary = {"stop_reason": stop_reason, "steps": p.step, "epochs": p.epoch + p.position / max(1, per_epoch),
-                   "seconds": round(p.elapsed, 2), "tokens": p.tokens, "tokens_per_s": round(p.tokens / max(p.elapsed, 1e-9), 1),
+        best = read_pointer(self.run.dir, "best") or read_pointer(self.run.dir, "latest")
+        if self.run.is_main and best is not None:
+            with self.signals.critical():
+                copy_model(best, self.run.dir / "model")
+        summary = {"stop_reason": self.stop_reason, "steps": p.step,
+                   "epochs": p.epoch + p.position / max(1, self.per_epoch), "seconds": round(p.elapsed, 2),
+                   "tokens": p.tokens, "tokens_per_s": round(p.tokens / max(p.elapsed, 1e-9), 1),
                    "skipped_steps": p.skipped_steps, "precision": self.precision, "best_step": p.best_step,
                    "best": next((h for h in p.history if h["step"] == p.best_step), None),
-                   "final": p.history[-1] if p.history else None, "model": str(self.run_dir / "model")}
-        if self.is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+                   "final": p.history[-1] if p.history else None, "model": str(self.run.dir / "model")}
+        if self.run.is_main:
+            (self.run.dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         return summary
 
     def _evaluate_and_save(self) -> bool:
         """Evaluate, checkpoint, update `best`; True when patience has run out."""
         p = self.progress
-        if not self.is_main:
+        if not self.run.is_main:
             return False
         metrics = self.task.evaluate(self.model)
         improved = metrics["score"] > p.best_score
@@ -360,9 +475,23 @@ class Trainer:
         p.history.append({"step": p.step, **{k: v for k, v in metrics.items() if k != "score"}})
         path = self._save()
         if improved:
-            write_pointer(self.run_dir, "best", path, step=p.step, score=metrics["score"])
+            write_pointer(self.run.dir, "best", path, step=p.step, score=metrics["score"])
         self._emit(EvalEvent(p.step, metrics, improved))
         return self.cfg.patience is not None and p.evals_since_best >= self.cfg.patience
+
+
+def _progress_from_json(data, path: Path) -> Progress:
+    """A `Progress` from a checkpoint's trainer.json, refusing missing, unknown or mistyped fields."""
+    fields = {f.name: f.type for f in Progress.__dataclass_fields__.values()}
+    if not isinstance(data, dict) or set(data) != set(fields):
+        raise CheckpointError(f"{path}: trainer state has no valid progress record")
+    for name, value in data.items():
+        want = {"int": int, "float": (int, float), "list": list}[fields[name].split("[")[0]]
+        if isinstance(value, bool) or not isinstance(value, want):
+            raise CheckpointError(f"{path}: trainer state field progress.{name} has the wrong type")
+    if data["step"] < 0 or data["epoch"] < 0 or data["position"] < 0:
+        raise CheckpointError(f"{path}: trainer state has a negative step, epoch or position")
+    return Progress(**data)
 
 
 def _is_distributed_failure(e: Exception) -> bool:
@@ -380,4 +509,4 @@ def _random_state_from_json(s):
     return (s[0], tuple(s[1]), s[2])
 
 
-__all__ = ["TrainConfig", "Trainer", "StepEvent", "EvalEvent", "Notice", "lr_at"]
+__all__ = ["TrainConfig", "Run", "Trainer", "StepEvent", "EvalEvent", "Notice", "lr_at"]

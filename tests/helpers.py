@@ -16,7 +16,7 @@ PAIRS = [("the cat sleeps", "el gato duerme"), ("the dog runs", "el perro corre"
 def train_tiny_lm(run_dir: Path, cell: str = "lstm", steps: int = 150, text: str = LM_TEXT) -> dict:
     return tasks.train_lm(text, text[:200], run_dir, dict(cell=cell, hidden=64, embed=16, layers=1, dropout=0.0),
                           TrainConfig(lr=1e-2, warmup=10, max_steps=steps, eval_every=1000, precision="fp32"),
-                          batch_size=4, bptt=32)
+                          tasks.LMData(batch_size=4, bptt=32))
 
 
 def train_tiny_mt(run_dir: Path, attention: str = "luong", cell: str = "lstm", steps: int = 200, **options) -> dict:

@@ -28,15 +28,15 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, one_thread):
-    from nlp_rnn.tasks import TokenizerPlan, train_lm, train_mt
+    from nlp_rnn.tasks import LMData, TokenizerPlan, train_lm, train_mt
     from nlp_rnn.training import TrainConfig
 
     root = tmp_path_factory.mktemp("repl-models")
     cfg = dict(eval_every=40, warmup=1)
     lm_opts = dict(hidden=32, embed=8, dropout=0.0)
-    train_lm(TEXT, TEXT[:300], root / "lm", lm_opts, TrainConfig(max_steps=40, **cfg), batch_size=4, bptt=16)
+    train_lm(TEXT, TEXT[:300], root / "lm", lm_opts, TrainConfig(max_steps=40, **cfg), LMData(batch_size=4, bptt=16))
     train_lm(TEXT.upper(), TEXT[:300].upper(), root / "lm2", lm_opts, TrainConfig(max_steps=2, **cfg),
-             batch_size=4, bptt=16)
+             LMData(batch_size=4, bptt=16))
     mt_opts = dict(hidden=16, embed=8, layers=1, dropout=0.0)
     char = TokenizerPlan(kind="char")
     mt_cfg = TrainConfig(max_steps=10, eval_every=10, warmup=1)

@@ -10,9 +10,9 @@ from nlp_rnn.checkpoint import read_pointer
 from nlp_rnn.data import LMStream, encode_text
 from nlp_rnn.errors import TrainingStopped
 from nlp_rnn.models import CharLM, LMConfig
-from nlp_rnn.tasks import LMTask
+from nlp_rnn.tasks import LMTask, saver
 from nlp_rnn.tokenizers import CharTokenizer
-from nlp_rnn.training import EvalEvent, Notice, TrainConfig, Trainer, lr_at
+from nlp_rnn.training import EvalEvent, Notice, Run, TrainConfig, Trainer, lr_at
 
 from helpers import LM_TEXT
 
@@ -25,7 +25,8 @@ def _trainer(tmp_path, **cfg):
     task = LMTask(ids, ids[:300], batch_size=4, bptt=16)
     events = []
     config = TrainConfig(**{"lr": 1e-2, "warmup": 5, "max_steps": 20, "eval_every": 10, **cfg})
-    return Trainer(model, task, config, tmp_path / "run", {"tokenizer": tok}, on_event=events.append), events
+    run = Run(tmp_path / "run", on_event=events.append)
+    return Trainer(model, task, config, run, saver(model, {"tokenizer": tok}, {})), events
 
 
 def test_lr_warms_up_then_decays_to_the_floor():

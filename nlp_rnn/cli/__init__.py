@@ -13,7 +13,7 @@ import typer.core
 
 from .. import __version__
 from ..errors import NlpRnnError
-from .common import err_console, state
+from .common import err_console, state, styled
 
 
 class App(typer.core.TyperGroup):
@@ -25,7 +25,7 @@ class App(typer.core.TyperGroup):
         except NlpRnnError as e:
             if state.debug:
                 raise
-            err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(styled("error:", "bold red", str(e)), highlight=False, soft_wrap=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             if state.debug:
@@ -37,8 +37,8 @@ class App(typer.core.TyperGroup):
         except Exception as e:  # a bug: still one line unless --debug
             if _is_cli_control(e) or state.debug:
                 raise
-            err_console.print(f"[bold red]error:[/] unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)",
-                              markup=True, highlight=False, soft_wrap=True)
+            err_console.print(styled("error:", "bold red", f"unexpected {type(e).__name__}: {e} (rerun with --debug "
+                                                           f"for the traceback)"), highlight=False, soft_wrap=True)
             ctx.exit(1)
 
 

@@ -10,11 +10,18 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import UsageError
 
-out_console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+# markup=False: user text (paths, corpora, model output) is never read as rich markup; styles come from `styled`
+out_console = Console(highlight=False, soft_wrap=True, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
+
+
+def styled(label: str, style: str, text: str) -> Text:
+    """`label` in `style`, then `text` exactly as it is."""
+    return Text.assemble((label, style), " ", text)
 
 
 @dataclass
@@ -58,14 +65,19 @@ def parse_duration(text: str | None) -> float | None:
 
 
 def print_json(obj) -> None:
-    out_console.file.write(json.dumps(obj, ensure_ascii=False, default=_jsonable) + "\n")
+    """One JSON object on stdout; always valid JSON (a non-finite number becomes null)."""
+    out_console.file.write(json.dumps(_finite(obj), ensure_ascii=False, default=str, allow_nan=False) + "\n")
     out_console.file.flush()
 
 
-def _jsonable(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return str(x)
+def _finite(x):
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
 
 
 def metrics_table(title: str, rows: dict) -> Table:
@@ -85,7 +97,7 @@ def _fmt(v) -> str:
 
 def warn(text: str) -> None:
     if not state.quiet:
-        err_console.print(f"[yellow]warning:[/] {text}", markup=True, highlight=False, soft_wrap=True)
+        err_console.print(styled("warning:", "yellow", text), highlight=False, soft_wrap=True)
 
 
 def info(text: str) -> None:

@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ..errors import UsageError
-from .common import JSON, THREADS, info, out_console, print_json, setup, state
+from .common import JSON, THREADS, info, out_console, print_json, setup, state, styled
 
 DEMO_SENTENCES = {
     ("en", "es"): ["Where is the train station?", "I would like a cup of coffee, please.",
@@ -79,7 +79,7 @@ def _render(report: dict) -> None:
     for lang, c in report["completions"].items():
         comps = ", ".join(f"{s['text']} {s['prob']:.0%}" for s in c["completions"])
         nxt = ", ".join(f"{s['text']} {s['prob']:.0%}" for s in c["next_words"])
-        out_console.print(f"[bold]Typing[/] {c['typed']!r} → completions: {comps}; next words: {nxt}", markup=True)
+        out_console.print(styled("Typing", "bold", f"{c['typed']!r} → completions: {comps}; next words: {nxt}"))
     m = Table(title="Shipped models on the corpora's test splits")
     for col in ("model", "BLEU", "chrF", "bits/char"):
         m.add_column(col, justify="right" if col != "model" else "left")

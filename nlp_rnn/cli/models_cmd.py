@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
-from .common import DEVICE, JSON, SEED, THREADS, err_console, info, metrics_table, out_console, print_json, setup, state, warn
+from .common import (DEVICE, JSON, SEED, THREADS, err_console, info, metrics_table, out_console, print_json, setup, state,
+                     styled, warn)
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a language model (lm) or a translator (mt).")
 
@@ -17,6 +18,7 @@ MODEL_OPT = typer.Option(None, "--model", "-m", help="Checkpoint or run director
 LANG = typer.Option("en", "--lang", help="Language of the shipped LM to use without -m: en or es.")
 QUANTIZE = typer.Option("none", "--quantize",
                         help="int8: dynamic int8 quantization of the recurrent and linear layers (CPU inference).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace -o if it exists (never an input file).")
 PRECISION = typer.Option("fp32", "--precision",
                          help="fp32, or bf16 autocast (measured 2-3x slower than fp32 for CPU search; see BENCHMARKS.md).")
 
@@ -99,8 +101,7 @@ def complete(
         print_json(result)
         return
     for title, key in (("completions", "completions"), ("next words", "next_words")):
-        out_console.print(f"[bold]{title}[/]: " + ", ".join(f"{s['text']} ({s['prob']:.1%})" for s in result[key]),
-                          markup=True)
+        out_console.print(styled(f"{title}:", "bold", ", ".join(f"{s['text']} ({s['prob']:.1%})" for s in result[key])))
 
 
 def translate(
@@ -110,6 +111,7 @@ def translate(
     tgt_lang: Optional[str] = typer.Option(None, "--tgt", help="Target language of the shipped models."),
     input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Translate this file, line by line."),
     output_file: Optional[Path] = typer.Option(None, "--output", "-o", help="Write translations here (atomically)."),
+    overwrite: bool = OVERWRITE,
     beam: int = typer.Option(5, "--beam", "-b", help="Beam size (1: greedy)."),
     length_penalty: float = typer.Option(0.6, "--length-penalty"),
     max_len_ratio: float = typer.Option(2.0, "--max-len-ratio", help="Output length cap relative to the source."),
@@ -122,7 +124,7 @@ def translate(
     quantize: str = QUANTIZE,
 ):
     """Translate a sentence, standard input or a file; output lines match input lines one for one."""
-    from ..atomic import atomic_file
+    from ..atomic import atomic_file, check_output_file
     from ..checkpoint import load_checkpoint
     from ..defaults import default_mt, pick_direction
     from ..search import translate as run
@@ -147,8 +149,8 @@ def translate(
         lines = sys.stdin.read().split("\n")
         if lines and lines[-1] == "":
             lines.pop()
-    if output_file is not None and not output_file.parent.is_dir():
-        raise UsageError(f"{output_file}: output directory {output_file.parent} does not exist")
+    if output_file is not None:
+        check_output_file(output_file, [input_file], overwrite)
     dev = setup(threads, device)
     if model is None:
         src_lang, tgt_lang = pick_direction(" ".join(lines[:20]), src_lang, tgt_lang)
@@ -236,6 +238,7 @@ def eval_mt(
     max_len_ratio: float = typer.Option(2.0, "--max-len-ratio"),
     batch_size: int = typer.Option(32, "--batch-size"),
     output_file: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the hypotheses here."),
+    overwrite: bool = OVERWRITE,
     precision: str = PRECISION,
     as_json: bool = JSON,
     threads: Optional[int] = THREADS,
@@ -243,7 +246,7 @@ def eval_mt(
     quantize: str = QUANTIZE,
 ):
     """Translate --src and score against --ref with sacrebleu: BLEU, chrF, TER and their signatures."""
-    from ..atomic import atomic_write_text
+    from ..atomic import atomic_write_text, check_output_file
     from ..checkpoint import load_checkpoint
     from ..corpora import read_aligned
     from ..evaluate import mt_scores
@@ -252,8 +255,8 @@ def eval_mt(
     if model is None:
         raise UsageError("eval mt needs -m DIR")
     corpus = read_aligned(src, ref)  # checks both files and their alignment
-    if output_file is not None and not output_file.parent.is_dir():
-        raise UsageError(f"{output_file}: output directory {output_file.parent} does not exist")
+    if output_file is not None:
+        check_output_file(output_file, [src, ref], overwrite)
     dev = setup(threads, device)
     loaded = load_checkpoint(model, kind="mt", device=dev, quantize=quantize)
     start = time.perf_counter()

@@ -16,6 +16,9 @@ CELL = typer.Option("lstm", "--cell", help="Recurrent cell: rnn (tanh), lstm or 
 # GRU for the LM, measured: 0.062 nats/char below LSTM on Quijote in 15 CPU-minutes, a tie on tiny-shakespeare,
 # and 10-20% faster (BENCHMARKS.md)
 LM_CELL = typer.Option("gru", "--cell", help="Recurrent cell: rnn (tanh), lstm or gru.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Start over in an existing -o: replace nlp-rnn's own files "
+                         "there (a directory nlp-rnn did not make keeps everything else).")
+NEW_DATA = typer.Option(False, "--new-data", help="With --resume: continue even though the corpus has changed.")
 PRECISION = typer.Option("auto", "--precision",
                          help="auto (bf16 where the hardware has it, else fp32), fp32, bf16 (autocast) or fp16 (GPU).")
 
@@ -105,6 +108,8 @@ def train_lm(
     max_bad_steps: int = typer.Option(20, "--max-bad-steps"),
     precision: str = PRECISION,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in -o from its latest checkpoint."),
+    overwrite: bool = OVERWRITE,
+    new_data: bool = NEW_DATA,
     distributed: bool = typer.Option(False, "--distributed", help="Train on --nproc processes with torchrun (DDP)."),
     nproc: int = typer.Option(2, "--nproc", help="Processes for --distributed on this machine."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Bit-for-bit repeatable CPU runs."),
@@ -116,20 +121,21 @@ def train_lm(
 ):
     """Train a character-level language model with truncated backpropagation through time."""
     from .. import corpora, runtime, tasks
+    from ..training import Run
 
     dev = setup(threads, device)
     runtime.set_deterministic(deterministic)
     cfg = _train_config(lr, warmup, weight_decay, clip, max_time, max_steps, epochs, eval_every, save_every,
                         save_every_minutes, keep, patience, max_bad_steps, precision, 1234 if seed is None else seed)
     model_options = dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights)
-    tasks.check_lm_options(model_options, batch_size, bptt, out, resume, val_fraction)
+    data = tasks.LMData(batch_size=batch_size, bptt=bptt, min_freq=min_freq, val_fraction=val_fraction)
+    tasks.check_lm_options(model_options, data)
     shard, ddp_wrap, is_main = _distributed(distributed, nproc, dev)
     source = corpora.open_text_source(corpus, dataset, dataset_config, split, data_files, text_field, encoding_errors)
     val_source = corpora.open_text_source(val, text_field=text_field, encoding_errors=encoding_errors) if val else None
     with TrainingView("chars", bits=True) as view:
-        summary = tasks.train_lm(source, val_source, out, model_options, cfg, batch_size=batch_size, bptt=bptt,
-                                 min_freq=min_freq, val_fraction=val_fraction, resume=resume, device=dev,
-                                 on_event=view, shard=shard, ddp_wrap=ddp_wrap)
+        run = Run(out, dev, resume, overwrite, new_data, view, shard, ddp_wrap)
+        summary = tasks.train_lm(source, val_source, run, model_options, cfg, data)
     if not is_main:
         return
     if plot:
@@ -193,7 +199,9 @@ def train_mt(
     patience: Optional[int] = typer.Option(None, "--patience"),
     max_bad_steps: int = typer.Option(20, "--max-bad-steps"),
     precision: str = PRECISION,
-    resume: bool = typer.Option(False, "--resume"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in -o from its latest checkpoint."),
+    overwrite: bool = OVERWRITE,
+    new_data: bool = NEW_DATA,
     distributed: bool = typer.Option(False, "--distributed", help="Train on --nproc processes with torchrun (DDP)."),
     nproc: int = typer.Option(2, "--nproc", help="Processes for --distributed on this machine."),
     deterministic: bool = typer.Option(False, "--deterministic"),
@@ -205,6 +213,7 @@ def train_mt(
 ):
     """Train an encoder-decoder translator (context vector, Bahdanau or Luong attention)."""
     from .. import corpora, runtime, tasks
+    from ..training import Run
 
     dev = setup(threads, device)
     runtime.set_deterministic(deterministic)
@@ -216,7 +225,7 @@ def train_mt(
     model_options = dict(cell=cell, attention=attention, input_feed=input_feed, bidirectional=bidirectional,
                          layers=layers, hidden=hidden, embed=embed, dropout=dropout, label_smoothing=label_smoothing,
                          share_embeddings=share_embeddings, tie_output=tie_output)
-    tasks.check_mt_options(model_options, batch_tokens, out, resume)
+    tasks.check_mt_options(model_options, batch_tokens)
     shard, ddp_wrap, is_main = _distributed(distributed, nproc, dev)
     src_field = src_field or src_lang
     tgt_field = tgt_field or tgt_lang
@@ -237,8 +246,8 @@ def train_mt(
                                tokenizer_type, vocab_size, joint_vocab)
     meta = {"src_lang": src_lang, "tgt_lang": tgt_lang}
     with TrainingView("tgt tokens") as view:
-        summary = tasks.train_mt(train_pairs, held, out, model_options, cfg, plan, max_tokens=batch_tokens,
-                                 resume=resume, device=dev, on_event=view, meta=meta, shard=shard, ddp_wrap=ddp_wrap)
+        run = Run(out, dev, resume, overwrite, new_data, view, shard, ddp_wrap)
+        summary = tasks.train_mt(train_pairs, held, run, model_options, cfg, plan, max_tokens=batch_tokens, meta=meta)
     if not is_main:
         return
     if plot:

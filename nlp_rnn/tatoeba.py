@@ -1,0 +1,65 @@
+"""Carving the Tatoeba English–Spanish pairs into train/dev/test so that no sentence crosses a split.
+
+Tatoeba lists several translations of one sentence as separate pairs. A random split by line would put
+"Go." → "Ve." in training and "Go." → "Vete." in test, so the test would score memory, not translation. Pairs
+that share an English or a Spanish side (compared case- and space-insensitively) form one group, and whole
+groups are drawn at random, with a fixed seed, into test, then dev; the rest is training.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from .corpora import read_pairs
+
+SPLIT_SEED = 1
+TEST_PAIRS = 3000
+DEV_PAIRS = 2000
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _groups(pairs: list[tuple[str, str]]) -> list[list[int]]:
+    """Indices of pairs, grouped by the connected components of 'shares a side with' (union-find)."""
+    parent = list(range(len(pairs)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_seen: dict[tuple[int, str], int] = {}
+    for i, (en, es) in enumerate(pairs):
+        for key in ((0, _norm(en)), (1, _norm(es))):
+            j = first_seen.setdefault(key, i)
+            parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(pairs)):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def split_pairs(pairs: list[tuple[str, str]], seed: int = SPLIT_SEED, test: int = TEST_PAIRS,
+                dev: int = DEV_PAIRS) -> dict[str, list[tuple[str, str]]]:
+    """{'train', 'dev', 'test'}: whole groups drawn in a seeded random order until test, then dev, are full."""
+    groups = _groups(pairs)
+    random.Random(seed).shuffle(groups)
+    out: dict[str, list[int]] = {"test": [], "dev": [], "train": []}
+    for g in groups:
+        name = "test" if len(out["test"]) < test else "dev" if len(out["dev"]) < dev else "train"
+        out[name].extend(g)
+    return {name: [pairs[i] for i in sorted(idx)] for name, idx in out.items()}
+
+
+def carve(tsv: str | Path, out_dir: str | Path, seed: int = SPLIT_SEED) -> dict[str, int]:
+    """Write `train.tsv`, `dev.tsv`, `test.tsv` (english<TAB>spanish) under `out_dir`; return their sizes."""
+    pairs = read_pairs(tsv, 0, 1).pairs
+    splits = split_pairs(pairs, seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in splits.items():
+        (out / f"{name}.tsv").write_text("".join(f"{en}\t{es}\n" for en, es in rows), encoding="utf-8")
+    return {name: len(rows) for name, rows in splits.items()}
