@@ -11,8 +11,9 @@ from typing import Iterator
 import torch
 
 from .errors import UsageError
+from .models.stepper import Stepper
 from .runtime import small_batch_kernels
-from .tokenizers import UNK
+from .tokenizers import SPECIALS, UNK
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -74,7 +75,7 @@ def generate(model, tokenizer, prompt: str = "", length: int = 200, temperature:
     else:
         gen.seed()
     pieces = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
-    step = model.stepper()
+    step = Stepper(model)
     filtered = top_k is not None or (top_p is not None and top_p < 1)
     with small_batch_kernels():
         ids = torch.tensor([_start_ids(tokenizer, prompt)], device=device)
@@ -122,9 +123,9 @@ class Autocompleter:
         self.model, self.tok, self.k, self.beam, self.max_chars = model.eval(), tokenizer, k, max(beam, k), max_chars
         self.history = history
         self.device = next(model.parameters()).device
-        self.word_ids = torch.tensor([is_word_char(tokenizer.decode([i])) if i >= 4 else False
+        self.word_ids = torch.tensor([is_word_char(tokenizer.decode([i])) if i >= len(SPECIALS) else False
                                       for i in range(tokenizer.vocab_size)], device=self.device)
-        self.stepper = model.stepper()
+        self.stepper = Stepper(model)
         self.text = ""
         self._stack: list = []  # (logp, state) after each character of self.text
         self._start = None

@@ -1,11 +1,16 @@
 """Character-level recurrent language model.
 
-    ids (B, T) ─ Embedding ─► (B, T, E) ─ RNN/LSTM/GRU × layers ─► (B, T, H) ─ dropout ─ Linear ─► logits (B, T, V)
-                                                   ▲       │
-                                        state in ──┘       └─► state out (carried to the next window)
+    ids (B, T) ─ Embedding ─ drop ─► (B, T, E) ─ RNN/LSTM/GRU ─ drop ─► … ─ layer L ─ drop ─ Linear ─► logits (B, T, V)
+                                                 ▲     │
+                                      state in ──┘     └─► state out (carried to the next window)
 
 The model is stateless: recurrent state is passed in and returned, so training can carry it across truncated-BPTT
 windows (Elman 1990; Williams & Peng 1990) and generation can advance it one character at a time.
+
+Regularisation (training only; AWD-LSTM, Merity et al. 2018): every "drop" above is *locked* (variational)
+dropout, one mask per sequence shared by all time steps (Gal & Ghahramani 2016); `embed_dropout` drops whole
+characters from the embedding table; `weight_drop` is DropConnect on the hidden-to-hidden matrices, one mask per
+batch (Wan et al. 2013), which keeps each layer a single call of the fused recurrent kernel (cuDNN / oneDNN).
 """
 from __future__ import annotations
 
@@ -25,8 +30,14 @@ class LMConfig:
     embed: int = 64
     hidden: int = 512
     layers: int = 1
-    dropout: float = 0.1
-    tie_weights: bool = False  # Press & Wolf 2017; needs embed == hidden
+    dropout: float = 0.1          # locked dropout on the last layer's output, before the output layer
+    tie_weights: bool = False     # Press & Wolf 2017; needs embed == hidden
+    input_dropout: float = 0.0    # locked dropout on the embeddings (the first layer's input)
+    layer_dropout: float = 0.0    # locked dropout between recurrent layers
+    weight_drop: float = 0.0      # DropConnect on the hidden-to-hidden weights
+    embed_dropout: float = 0.0    # drop whole characters from the embedding table
+
+    DROPOUTS = ("dropout", "input_dropout", "layer_dropout", "weight_drop", "embed_dropout")
 
     def validate(self) -> "LMConfig":
         if self.cell not in CELLS:
@@ -34,14 +45,26 @@ class LMConfig:
         for name in ("vocab_size", "embed", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive number, not {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        for name in self.DROPOUTS:
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), not {getattr(self, name)}")
         if self.tie_weights and self.embed != self.hidden:
             raise ValueError(f"weight tying needs embed == hidden (got {self.embed} and {self.hidden})")
         return self
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_FUNCTIONAL = {"lstm": torch.lstm, "gru": torch.gru, "rnn": torch.rnn_tanh}
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """x (B, T, D) with one dropout mask per sequence, the same at every time step."""
+    if not training or p == 0:
+        return x
+    mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p) / (1 - p)
+    return x * mask
 
 
 class CharLM(nn.Module):
@@ -52,8 +75,7 @@ class CharLM(nn.Module):
         self.config = config.validate()
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed)
-        self.rnn = make_rnn(c.cell, c.embed, c.hidden, c.layers, c.dropout)
-        self.drop = nn.Dropout(c.dropout)
+        self.rnn = make_rnn(c.cell, c.embed, c.hidden, c.layers)  # inference runs all layers in one fused call
         self.head = nn.Linear(c.hidden, c.vocab_size)
         if c.tie_weights:
             self.head.weight = self.embedding.weight
@@ -69,8 +91,45 @@ class CharLM(nn.Module):
 
     def forward(self, x: torch.Tensor, state=None):
         """x: (B, T) → logits (B, T, V), state."""
-        out, state = self.rnn(self.embedding(x), state)
-        return self.head(self.drop(out)), state
+        c = self.config
+        if not self.training:
+            out, state = self.rnn(self.embedding(x), state)
+            return self.head(out), state
+        weight = self.embedding.weight
+        if c.embed_dropout:  # one mask over the vocabulary: a dropped character is unseen for the whole batch
+            weight = weight * weight.new_empty(weight.size(0), 1).bernoulli_(1 - c.embed_dropout) / (1 - c.embed_dropout)
+        h = locked_dropout(F.embedding(x, weight), c.input_dropout, True)
+        if c.layers == 1 and not c.weight_drop or not (c.layer_dropout or c.weight_drop):
+            h, state = self.rnn(h, state)  # nothing to do between layers: one fused call for all of them
+        else:
+            h, state = self._layer_by_layer(h, state)
+        return self.head(locked_dropout(h, c.dropout, True)), state
+
+    def _layer_by_layer(self, h: torch.Tensor, state):
+        """Training with DropConnect or dropout between layers: one fused kernel call per layer."""
+        c, rnn = self.config, self.rnn
+        lstm = c.cell == "lstm"
+        if state is None:
+            zeros = h.new_zeros(c.layers, h.size(0), c.hidden)
+            state = (zeros, zeros) if lstm else zeros
+        hs, cs = state if lstm else (state, None)
+        kernel = _FUNCTIONAL[c.cell]
+        out_h, out_c = [], []
+        for i in range(c.layers):
+            w_hh = getattr(rnn, f"weight_hh_l{i}")
+            if c.weight_drop:
+                w_hh = F.dropout(w_hh, c.weight_drop, True)
+            weights = [getattr(rnn, f"weight_ih_l{i}"), w_hh, getattr(rnn, f"bias_ih_l{i}"), getattr(rnn, f"bias_hh_l{i}")]
+            if lstm:
+                h, h_n, c_n = kernel(h, (hs[i:i + 1], cs[i:i + 1]), weights, True, 1, 0.0, True, False, True)
+                out_c.append(c_n)
+            else:
+                h, h_n = kernel(h, hs[i:i + 1], weights, True, 1, 0.0, True, False, True)
+            out_h.append(h_n)
+            if i < c.layers - 1:
+                h = locked_dropout(h, c.layer_dropout, True)
+        h_n = torch.cat(out_h)
+        return h, ((h_n, torch.cat(out_c)) if lstm else h_n)
 
     def loss(self, batch, state=None):
         """Mean cross-entropy in nats per token over the window, and the state to carry on."""
@@ -84,111 +143,7 @@ class CharLM(nn.Module):
         out, state = self.rnn(self.embedding(token[:, None]), state)
         return torch.log_softmax(self.head(out[:, 0]).float(), dim=-1), state
 
-    def stepper(self) -> "Stepper":
-        """A fast inference step over a snapshot of the current weights (see `Stepper`)."""
-        return getattr(self, "_int8_stepper", None) or Stepper(self)
-
     def quantized(self) -> "CharLM":
         """An int8 copy for CPU inference: dynamic quantization of the recurrent and linear layers (weights int8,
         activations quantized on the fly; a tanh `rnn` layer has no int8 kernel and stays fp32)."""
-        q = quantize_int8(self, {nn.LSTM, nn.GRU, nn.Linear})
-        q._int8_stepper = Stepper(self, int8=True)  # the quantized copy has no float weights left to snapshot
-        return q
-
-
-INT8_MIN_WEIGHTS = 1 << 18  # batch 1 (benchmarks int8-matvec): 512×1536 int8 32 µs vs fp32 57; 512×69 19 vs 5
-
-
-class Stepper:
-    """`CharLM.step` as a few plain matrix products, for generation and autocomplete at batch 1.
-
-    One step at batch 1 is dominated by fixed costs, so this precomputes what it can: the first layer's input
-    projection for every character (a V × gates·H table, so embedding + input matmul become one row lookup),
-    transposed weights, and merged biases. The state layout is nn.RNNBase's, so it mixes freely with `forward`.
-    Weights are snapshotted: make a new stepper after training further.
-    """
-
-    def __init__(self, model: CharLM, int8: bool = False):
-        c, rnn = model.config, model.rnn
-        self.cell, self.layers, self.hidden = c.cell, c.layers, c.hidden
-        w = lambda name: getattr(rnn, name).detach()  # noqa: E731
-        with torch.no_grad():
-            # GRU keeps the hidden bias apart: its candidate gate scales (W_hn·h + b_hn) by the reset gate
-            merge = self.cell != "gru"
-            self.table = model.embedding.weight.detach() @ w("weight_ih_l0").T + w("bias_ih_l0")
-            if merge:
-                self.table = self.table + w("bias_hh_l0")
-            self.w_ih = [None] + [w(f"weight_ih_l{i}").T.contiguous() for i in range(1, c.layers)]
-            self.b_ih = [None] + [w(f"bias_ih_l{i}") + (w(f"bias_hh_l{i}") if merge else 0) for i in range(1, c.layers)]
-            self.w_hh = [w(f"weight_hh_l{i}").T.contiguous() for i in range(c.layers)]
-            self.b_hh = [w(f"bias_hh_l{i}") for i in range(c.layers)]
-            if self.cell == "lstm":  # torch's gate order i, f, g, o → i, f, o, g: one sigmoid over three gates
-                H = c.hidden
-                order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
-                self.table = self.table[:, order]
-                self.w_ih = [None] + [m[:, order].contiguous() for m in self.w_ih[1:]]
-                self.b_ih = [None] + [b[order] for b in self.b_ih[1:]]
-                self.w_hh = [m[:, order].contiguous() for m in self.w_hh]
-            self.head_w = model.head.weight.detach().T.contiguous()
-            self.head_b = model.head.bias.detach()
-        # int8: the same products as int8 linear layers (biases ride along where they are not merged), for the
-        # large matrices only; a small one (the output layer over a character vocabulary) runs faster in fp32
-        q = (lambda w, b: _int8_linear(w, b) if int8 and w.numel() >= INT8_MIN_WEIGHTS else None)  # noqa: E731
-        self.q_ih = [None] + [q(self.w_ih[i], self.b_ih[i]) for i in range(1, c.layers)]
-        self.q_hh = [q(self.w_hh[i], self.b_hh[i] if not merge else None) for i in range(c.layers)]
-        self.q_head = q(self.head_w, self.head_b)
-
-    def _hh(self, i: int, h: torch.Tensor, add: torch.Tensor | None) -> torch.Tensor:
-        """h @ W_hh (+ the GRU's own bias) + add."""
-        if self.q_hh[i] is not None:
-            out = self.q_hh[i](h)
-            return out if add is None else out + add
-        return torch.addmm(self.b_hh[i] if add is None else add, h, self.w_hh[i])
-
-    @torch.no_grad()
-    def __call__(self, token: torch.Tensor, state=None):
-        """token (B,) → logits (B, V), state ((L, B, H) tensors, as nn.LSTM/GRU/RNN use)."""
-        B, H = token.size(0), self.hidden
-        if state is None:
-            zeros = self.table.new_zeros(self.layers, B, H)
-            state = (zeros, zeros) if self.cell == "lstm" else zeros
-        hs, cs = (state if self.cell == "lstm" else (state, None))
-        new_h, new_c = [], []
-        x = None
-        for i in range(self.layers):
-            h = hs[i]
-            if i == 0:
-                gi = self.table[token]
-            else:
-                gi = self.q_ih[i](x) if self.q_ih[i] is not None else torch.addmm(self.b_ih[i], x, self.w_ih[i])
-            if self.cell == "lstm":
-                g = self._hh(i, h, gi)
-                i_g, f_g, o_g = torch.sigmoid(g[:, :3 * H]).chunk(3, 1)  # gates stored as i, f, o, g
-                c = f_g * cs[i] + i_g * torch.tanh(g[:, 3 * H:])
-                h = o_g * torch.tanh(c)
-                new_c.append(c)
-            elif self.cell == "gru":
-                gh = self._hh(i, h, None)
-                r_i, z_i, n_i = gi.chunk(3, 1)
-                r_h, z_h, n_h = gh.chunk(3, 1)
-                r, z = torch.sigmoid(r_i + r_h), torch.sigmoid(z_i + z_h)
-                n = torch.tanh(n_i + r * n_h)
-                h = n + z * (h - n)
-            else:
-                h = torch.tanh(self._hh(i, h, gi))
-            new_h.append(h)
-            x = h
-        logits = self.q_head(x) if self.q_head is not None else torch.addmm(self.head_b, x, self.head_w)
-        stack = (lambda xs: xs[0][None]) if self.layers == 1 else torch.stack  # noqa: E731
-        h_out = stack(new_h)
-        return logits, ((h_out, stack(new_c)) if self.cell == "lstm" else h_out)
-
-
-def _int8_linear(w_t: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
-    """x @ w_t + bias as a dynamically quantized int8 layer, one weight scale per output (per-channel)."""
-    lin = nn.Linear(w_t.size(0), w_t.size(1), bias=bias is not None)
-    with torch.no_grad():
-        lin.weight.copy_(w_t.T)
-        if bias is not None:
-            lin.bias.copy_(bias)
-    return quantize_int8(nn.Sequential(lin), {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig})[0]
+        return quantize_int8(self, {nn.LSTM, nn.GRU, nn.Linear})
