@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
@@ -23,11 +23,17 @@ def lm_nll(model, ids: torch.Tensor, rows: int = 1, bptt: int = 256) -> tuple[fl
         return 0.0, 0
     rows = max(1, min(rows, (n - 1) // 2))
     per = (n - 1) // rows if rows > 1 else n - 1
-    total, count = 0.0, 0
     streams = [ids[r * per: r * per + per + 1] for r in range(rows)] if rows > 1 else [ids]
     width = min(len(s) for s in streams)
     x_all = torch.stack([s[:width] for s in streams]).to(device)
-    state = None
+    total, count, _ = _score_windows(model, x_all, None, bptt)
+    return total, count
+
+
+def _score_windows(model, x_all: torch.Tensor, state, bptt: int):
+    """Summed NLL of x_all[:, 1:] given what precedes, in windows of `bptt` inputs, state carried in and out."""
+    total, count = 0.0, 0
+    width = x_all.size(1)
     for start in range(0, width - 1, bptt):
         end = min(start + bptt, width - 1)
         logits, state = model(x_all[:, start:end], state)
@@ -35,16 +41,52 @@ def lm_nll(model, ids: torch.Tensor, rows: int = 1, bptt: int = 256) -> tuple[fl
         total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
                                                          y.reshape(-1), reduction="sum"))
         count += y.numel()
-    return total, count
+    return total, count, state
 
 
-def lm_metrics(model, tokenizer, text: str, rows: int = 1) -> dict:
-    """nats/char, bits/char and perplexity over `text`, plus how many characters fell outside the vocabulary."""
-    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    nll, count = lm_nll(model, ids, rows=rows)
+@torch.no_grad()
+def lm_nll_stream(model, id_chunks: Iterable[Sequence[int]], bptt: int = 256) -> tuple[float, int, int]:
+    """`lm_nll` with one stream over ids that arrive in chunks (a file read piece by piece): the same windows
+    and the same carried state as over the whole text at once, in memory bounded by one chunk. Returns the
+    summed NLL, the number of predictions, and how many predicted ids were `unk`."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count, unk, state = 0.0, 0, 0, None
+    left = torch.zeros(0, dtype=torch.long)  # ids not yet scored as targets; left[0] is the next input
+    first = True
+    for chunk in id_chunks:
+        ids = torch.as_tensor(chunk, dtype=torch.long)
+        if not ids.numel():
+            continue
+        unk += int((ids[1:] == UNK).sum()) if first else int((ids == UNK).sum())
+        first = False
+        ids = torch.cat([left, ids])
+        full = (ids.numel() - 1) // bptt * bptt  # windows of exactly bptt inputs, as the whole text would have
+        if full:
+            nll, n, state = _score_windows(model, ids[:full + 1].unsqueeze(0).to(device), state, bptt)
+            total, count = total + nll, count + n
+        left = ids[full:]
+    if left.numel() > 1:
+        nll, n, state = _score_windows(model, left.unsqueeze(0).to(device), state, bptt)
+        total, count = total + nll, count + n
+    return total, count, unk
+
+
+def lm_metrics(model, tokenizer, text: str | Iterable[str], rows: int = 1) -> dict:
+    """nats/char, bits/char and perplexity over `text`, plus how many characters fell outside the vocabulary.
+    `text` may be one string or an iterable of chunks (`corpora.iter_text_chunks(path)`), scored as one stream
+    with the state carried across chunks, so a file of any size is scored in bounded memory (rows must be 1)."""
+    if isinstance(text, str):
+        ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+        nll, count = lm_nll(model, ids, rows=rows)
+        unk = int((ids[1:] == UNK).sum())
+    else:
+        if rows != 1:
+            raise ValueError("a text given in chunks is scored as one stream (rows=1)")
+        nll, count, unk = lm_nll_stream(model, (tokenizer.encode(chunk) for chunk in text))
     nats = nll / max(1, count)
     return {"nats_per_char": nats, "bits_per_char": nats / LN2, "perplexity": math.exp(min(nats, 700)),
-            "chars": count, "unk_chars": int((ids[1:] == UNK).sum())}
+            "chars": count, "unk_chars": unk}
 
 
 def mt_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:

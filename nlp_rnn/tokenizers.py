@@ -7,9 +7,11 @@ Every tokenizer reserves the same special ids, so models and search never ask wh
 from __future__ import annotations
 
 import collections
+import heapq
 import io
 import json
 import os
+import random
 import unicodedata
 from pathlib import Path
 from typing import Iterable, Protocol
@@ -21,10 +23,41 @@ SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
 TOKENIZER_FILE = "tokenizer.json"
 SPM_FILE = "spm.model"
 
+# What sentencepiece is given at most: it would sample input_sentence_size = 2M sentences anyway, and 100M
+# characters is far more than a vocabulary needs; together they bound the memory a corpus of any size takes.
+SAMPLE_LINES = 2_000_000
+SAMPLE_CHARS = 100_000_000
+
 
 def normalize(text: str) -> str:
     """NFC, so that 'é' typed as one code point or as e + combining accent is the same character."""
     return unicodedata.normalize("NFC", text)
+
+
+def sample_lines(texts: Iterable[str], max_lines: int | None = None, max_chars: int | None = None,
+                 seed: int = 0) -> list[str]:
+    """The non-blank lines of `texts` (NFC) in their order: all of them when they fit in `max_lines` and
+    `max_chars`, else a uniform random sample that fits. Each line draws a random key and the lines with the
+    smallest keys are kept (bottom-k sampling), so memory stays bounded however long the stream (defaults:
+    SAMPLE_LINES, SAMPLE_CHARS)."""
+    max_lines = SAMPLE_LINES if max_lines is None else max_lines
+    max_chars = SAMPLE_CHARS if max_chars is None else max_chars
+    rng = random.Random(seed)
+    kept: list[tuple[float, int, str]] = []  # a max-heap on the key: (-key, index, line)
+    chars = 0
+    for i, text in enumerate(texts):
+        if not text.strip():
+            continue
+        key = rng.random()
+        full = len(kept) >= max_lines or chars + len(text) > max_chars
+        if full and kept and key > -kept[0][0]:
+            continue  # it would be the first to go
+        line = normalize(text)
+        heapq.heappush(kept, (-key, i, line))
+        chars += len(line)
+        while len(kept) > max_lines or chars > max_chars:
+            chars -= len(heapq.heappop(kept)[2])
+    return [line for _, _, line in sorted(kept, key=lambda k: k[1])]
 
 
 class Tokenizer(Protocol):
@@ -103,18 +136,22 @@ class SentencePieceTokenizer:
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, model_type: str = "unigram",
               character_coverage: float = 1.0) -> "SentencePieceTokenizer":
-        """Train on an iterable of lines. Identity normalization keeps detokenization exact;
-        `hard_vocab_limit=False` lets a small corpus yield fewer pieces than asked instead of failing."""
+        """Train on an iterable of lines (streamed: at most `sample_lines` of them are held). Identity
+        normalization keeps detokenization exact; `hard_vocab_limit=False` lets a small corpus yield fewer
+        pieces than asked instead of failing."""
         import sentencepiece as spm
 
         if model_type not in ("unigram", "bpe"):
             raise TokenizerError(f"sentencepiece type must be unigram or bpe, not {model_type!r}")
         if vocab_size < len(SPECIALS) + 2:
             raise TokenizerError(f"vocabulary size {vocab_size} is too small: sentencepiece needs at least {len(SPECIALS) + 2}")
-        lines = [normalize(t) for t in texts if t.strip()]
+        lines = sample_lines(texts)
         if not lines:
             raise TokenizerError("cannot train a tokenizer on an empty corpus")
-        n_chars = len(set("".join(lines)))
+        charset: set[str] = set()
+        for line in lines:
+            charset.update(line)
+        n_chars = len(charset)
         if vocab_size < n_chars + len(SPECIALS):  # both algorithms keep every character as a piece
             raise TokenizerError(f"vocabulary size {vocab_size} is smaller than the corpus's {n_chars} characters "
                                  f"plus {len(SPECIALS)} special tokens; use --vocab-size {n_chars + len(SPECIALS)} or more")

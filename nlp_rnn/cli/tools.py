@@ -27,24 +27,26 @@ def tokenizer_train(
     as_json: bool = JSON,
 ):
     """Train a tokenizer on corpus files and save it to a directory."""
-    from ..atomic import atomic_dir
-    from ..corpora import read_text
+    import itertools
+
+    from ..atomic import atomic_dir, check_output_dir
+    from ..corpora import CorpusStats, iter_text_lines
     from ..tokenizers import train_tokenizer
 
     if kind not in ("unigram", "bpe", "char"):
         raise UsageError(f"--type must be unigram, bpe or char, not {kind!r}")
     if not 0 < character_coverage <= 1:
         raise UsageError(f"--character-coverage must be in (0, 1], not {character_coverage}")
-    corpus = read_text(files, text_field=text_field, encoding_errors=encoding_errors)
-    lines = [line for line in corpus.text.split("\n") if line.strip()]
-    tok = train_tokenizer(lines, kind, vocab_size, min_freq, character_coverage)
-    if not out.parent.is_dir():
-        raise UsageError(f"-o {out}: parent directory {out.parent} does not exist")
+    check_output_dir(out)  # a bad -o fails before the corpus is read
+    stats = CorpusStats()  # lines are streamed; sentencepiece keeps a bounded sample of them
+    lines = iter_text_lines(files, text_field=text_field, encoding_errors=encoding_errors, stats=stats)
+    first = next(lines)
+    tok = train_tokenizer(itertools.chain([first], lines), kind, vocab_size, min_freq, character_coverage)
     with atomic_dir(out) as tmp:
         tok.save(tmp)
-    sample = lines[0][:80]
+    sample = first[:80]
     ids = tok.encode(sample)
-    result = {"type": kind, "vocab_size": tok.vocab_size, "lines": len(lines), "out": str(out),
+    result = {"type": kind, "vocab_size": tok.vocab_size, "lines": stats.kept, "out": str(out),
               "sample": sample, "sample_tokens": len(ids),
               "sample_pieces": [tok.id_to_piece(i) for i in ids][:40]}
     if as_json:
@@ -76,29 +78,43 @@ def corpus_check(
     as_json: bool = JSON,
 ):
     """Show what training would see: lines kept and dropped (and why), lengths, character set, samples."""
+    from rich.text import Text
+
     from .. import corpora
 
-    if samples < 0:
-        raise UsageError(f"--samples must be 0 or more, not {samples}")
+    if not 0 <= samples <= MAX_SAMPLES:
+        raise UsageError(f"--samples must be between 0 and {MAX_SAMPLES}, not {samples}")
+    # one streaming pass in bounded memory; samples come back cut to corpora.SAMPLE_CHARS characters
     if src or tgt or pairs or (dataset and parallel):
         if files:
             raise UsageError("give FILES (monolingual) or --src/--tgt/--pairs (parallel), not both")
-        c = corpora.open_parallel(src, tgt, pairs, dataset, dataset_config, split, data_files, src_col, tgt_col,
-                                  src_field, tgt_field, max_len, encoding_errors)
-        report = corpora.describe_pairs(c, samples)
+        report = corpora.summarize_parallel(src, tgt, pairs, dataset, dataset_config, split, data_files, src_col,
+                                            tgt_col, src_field, tgt_field, max_len, encoding_errors, samples)
     else:
-        c = corpora.open_text(files, dataset, dataset_config, split, data_files, text_field, encoding_errors)
-        report = corpora.describe_text(c, samples)
+        report = corpora.summarize_text(files, dataset, dataset_config, split, data_files, text_field,
+                                        encoding_errors, samples)
     if as_json:
         print_json(report)
         return
-    rows = {k: v for k, v in report.items() if k not in ("samples", "files", "dropped", "kind")}
+    rows = {k: v for k, v in report.items() if k not in ("samples", "files", "file_count", "dropped", "kind")}
     for why, n in report["dropped"].items():
         rows[f"dropped ({why})"] = n
     rows = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in rows.items()}
-    out_console.print(metrics_table(f"{report['kind']} corpus: {', '.join(report['files'])}", rows))
+    shown = report["files"][:3]
+    more = report["file_count"] - len(shown)
+    title = f"{report['kind']} corpus: {', '.join(shown)}" + (f" and {more:,} more files" if more else "")
+    out_console.print(metrics_table(Text(_printable(title)), rows))
     for s in report["samples"]:
-        out_console.print(f"  {' ⟶ '.join(s) if isinstance(s, list) else s}")
+        out_console.print("  " + _printable(" ⟶ ".join(s) if isinstance(s, list) else s), markup=False)
+
+
+MAX_SAMPLES = 100
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+
+
+def _printable(text: str) -> str:
+    """Control characters shown as escapes, so a corpus line cannot drive the terminal."""
+    return text.translate(_CONTROLS)
 
 
 def info_cmd(
