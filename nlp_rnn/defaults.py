@@ -23,6 +23,12 @@ def checkpoints_dir() -> Path:
     return Path(sys.prefix) / "share" / "nlp-rnn" / "checkpoints"
 
 
+def shipped_model(name: str) -> Path | None:
+    """checkpoints/NAME when it is there (a checkout or an install may lack some models)."""
+    path = checkpoints_dir() / name
+    return path if (path / "config.json").is_file() else None
+
+
 def default_lm(lang: str) -> Path:
     if lang not in LM_LANGS:
         raise UsageError(f"--lang must be one of {', '.join(LM_LANGS)} for the shipped language models, not {lang!r}")

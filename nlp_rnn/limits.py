@@ -52,7 +52,7 @@ LIMITS: dict[str, Range] = {
     # inference
     "beam": _int(1, 64, "5"),
     "n_best": _int(1, 64, "3"),
-    "length": _int(0, 100_000, "300"),
+    "length": _int(1, 100_000, "300"),
     "samples": _int(1, 1_000, "3"),
     "temperature": _real(0, 100, lo_open=True, example="0.8"),
     "top_k": _int(1, 1_000_000, "40"),

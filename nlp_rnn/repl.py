@@ -10,15 +10,14 @@ imported only inside it.
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from .errors import NlpRnnError, UsageError
+from .limits import LIMITS, check
 
 MODES = ("translate", "generate", "complete")
 AUTO = "auto"
@@ -54,19 +53,6 @@ class Settings:
     seed: int | None = None
 
 
-class _Slot:
-    """A model known by path, loaded on first use."""
-
-    def __init__(self, path: Path | None, origin: str, loaded=None, missing: str | None = None):
-        self.path, self.origin, self.loaded, self.missing = path, origin, loaded, missing
-
-    def describe(self) -> str:
-        if self.path is None:
-            return self.missing or "none"
-        state = "loaded" if self.loaded is not None else "not loaded yet"
-        return f"{self.path} ({self.origin}, {state})"
-
-
 def _hint(text: str) -> str:
     return text.rstrip("\n") + "\n"
 
@@ -80,160 +66,83 @@ def normalize_direction(text: str) -> str:
 
 
 class ReplSession:
-    """Models, settings and the meaning of every REPL line; no terminal involved.
+    """Settings and the meaning of every REPL line over a `Service` (which holds the models); no terminal.
 
-    lm_path: a language model checkpoint or run directory, or None for the shipped model of `lang`.
-    mt_paths: translator checkpoints (each registered for the direction its meta records as src_lang/tgt_lang),
-        or None for the shipped translators. `shipped=False` never looks at the shipped models.
+    lm_path: a language model checkpoint or run directory, or None for the shipped LMs (the one of the language
+        being typed, or of `lang` when given). mt_paths: translator checkpoints, each registered for the direction
+        its meta records, or None for the shipped translators. `shipped=False` never looks at the shipped models.
     Paths are checked at once (a bad path is a UsageError/CheckpointError here); weights load on first use.
     """
 
     def __init__(self, lm_path: str | Path | None = None, mt_paths: Sequence[str | Path] | None = None, *,
-                 lang: str = "en", shipped: bool = True, mode: str | None = None, direction: str | None = None,
-                 device="cpu", temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
-                 beam: int = 5, length: int = 200, seed: int | None = None, k: int = 5):
-        from .defaults import LM_LANGS, MT_DIRECTIONS, default_lm, default_mt
-        from .sampling import check_sampling
+                 lang: str | None = None, shipped: bool = True, mode: str | None = None,
+                 direction: str | None = None, device="cpu", temperature: float = 0.8, top_k: int | None = None,
+                 top_p: float | None = None, beam: int = 5, length: int = 200, seed: int | None = None, k: int = 5):
+        from .defaults import LM_LANGS
+        from .service import Service, check_generation
 
-        self.device = device
         self.k = k
         self.done = False
-        self._lock = threading.RLock()  # models and the autocompleter are shared with the completion thread
-        self._ac = None
-        check_sampling(temperature, top_k, top_p)
-        if beam < 1 or length < 1:
-            raise UsageError(f"beam and length must be at least 1, not {beam} and {length}")
+        check_generation(length, temperature, top_k, top_p, seed)
+        check("beam", beam)
         self.settings = Settings(temperature=temperature, top_k=top_k, top_p=top_p, beam=beam, length=length,
                                  seed=seed)
-
-        # the language model
-        if lm_path is not None:
-            self._lm = _Slot(self._inspect(lm_path, "lm", "-m"), "given")
-        elif not shipped:
-            self._lm = _Slot(None, "", missing="no language model (use :load PATH)")
-        else:
-            if lang not in LM_LANGS:
-                raise UsageError(f"--lang must be one of {', '.join(LM_LANGS)}, not {lang!r}")
-            try:
-                self._lm = _Slot(default_lm(lang), f"shipped {lang}")
-            except UsageError as e:
-                self._lm = _Slot(None, "", missing=f"{e} (or :load PATH)")
-
-        # translators, by direction
-        self._mt: dict[str, _Slot] = {}
-        if mt_paths:
-            for p in mt_paths:
-                path = self._inspect(p, "mt", "--mt")
-                key = self._direction_key(path, direction if direction not in (None, AUTO) else None)
-                self._mt[key] = _Slot(path, "given")
-        elif shipped:
-            for src, tgt in MT_DIRECTIONS:
-                try:
-                    self._mt[f"{src}-{tgt}"] = _Slot(default_mt(src, tgt), "shipped")
-                except UsageError:
-                    pass
-
+        if lang is not None and lang not in LM_LANGS:
+            raise UsageError(f"--lang must be one of {', '.join(LM_LANGS)}, not {lang!r}")
+        self.lang = lang  # None: the language of what is typed picks the shipped LM
+        self.service = Service(lm=[lm_path] if lm_path is not None else [], mt=list(mt_paths or []),
+                               shipped=shipped, device=device)
         if direction is not None:
             d = normalize_direction(direction)
-            if d != AUTO and d not in self._mt:
+            if d != AUTO and d not in self.service.translators:
                 raise UsageError(self._no_direction(d))
             self.settings.direction = d
-        elif len(self._mt) == 1:
-            self.settings.direction = next(iter(self._mt))
-        elif self._mt:
+        elif len(self.service.translators) == 1:
+            self.settings.direction = next(iter(self.service.translators))
+        elif self.service.translators:
             self.settings.direction = AUTO
-
         if mode is not None:
             m = self._match_mode(mode)
             if m is None:
                 raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
             self.settings.mode = m
-        elif self._mt and not (lm_path is not None and not mt_paths):
+        elif self.service.translators and not (lm_path is not None and not mt_paths):
             self.settings.mode = "translate"
         else:
             self.settings.mode = "generate"
 
     # ------------------------------------------------------------------------------------------ models
 
-    @staticmethod
-    def _inspect(path, kind: str, flag: str) -> Path:
-        """Resolve a checkpoint or run directory and check its kind without loading weights."""
-        from .checkpoint import KIND_NAMES, read_config, resolve_model_dir
+    def _lang(self, text: str = "") -> str | None:
+        return self.lang or self.service.lm_language(text)
 
-        resolved = resolve_model_dir(Path(path).expanduser())
-        config = read_config(resolved)
-        if config["kind"] != kind:
-            raise UsageError(f"{flag} {path}: this is {KIND_NAMES[config['kind']]}, not {KIND_NAMES[kind]}")
-        return resolved
-
-    def _direction_key(self, path: Path, fallback: str | None) -> str:
-        from .checkpoint import read_config
-
-        return self._key_from_meta(read_config(path).get("meta") or {}, fallback)
-
-    def _key_from_meta(self, meta: dict, fallback: str | None) -> str:
-        src, tgt = meta.get("src_lang"), meta.get("tgt_lang")
-        if isinstance(src, str) and isinstance(tgt, str) and src and tgt:
-            return normalize_direction(f"{src}-{tgt}")
-        if fallback:
-            return fallback
-        key, n = "src-tgt", 2  # a translator that does not say its languages
-        while key in self._mt:
-            key, n = f"src-tgt{n}", n + 1
-        return key
-
-    def directions(self) -> list[str]:
-        return list(self._mt)
-
-    def _no_direction(self, d: str) -> str:
-        if not self._mt:
-            return f"no translator for {d!r}: none is available (pass --mt PATH or :load PATH)"
-        return f"no translator for {d!r}; available: {', '.join(self._mt)}, auto"
-
-    def lm(self):
-        """The language model (`checkpoint.Loaded`), loading it on first use."""
-        from .checkpoint import load_checkpoint
-
-        with self._lock:
-            slot = self._lm
-            if slot.loaded is None:
-                if slot.path is None:
-                    raise NlpRnnError(slot.missing or "no language model (use :load PATH)")
-                slot.loaded = load_checkpoint(slot.path, kind="lm", device=self.device)
-            return slot.loaded
+    def lm(self, text: str = ""):
+        """The language model (`checkpoint.Loaded`) for `text`, loading it on first use."""
+        return self.service.lm(self._lang(text))
 
     def has_lm(self) -> bool:
-        return self._lm.path is not None
+        return self.service.has_lm(self.lang)
+
+    def directions(self) -> list[str]:
+        return list(self.service.translators)
 
     def translator(self, direction: str):
-        from .checkpoint import load_checkpoint
+        return self.service.translator(direction)
 
-        with self._lock:
-            slot = self._mt.get(direction)
-            if slot is None:
-                raise UsageError(self._no_direction(direction))
-            if slot.loaded is None:
-                slot.loaded = load_checkpoint(slot.path, kind="mt", device=self.device)
-            return slot.loaded
+    def _no_direction(self, d: str) -> str:
+        if not self.service.translators:
+            return f"no translator for {d!r}: none is available (pass --mt PATH or :load PATH)"
+        return f"no translator for {d!r}; available: {', '.join(self.service.translators)}, auto"
 
     def load(self, path: str | Path) -> str:
         """Load any checkpoint now; returns a one-line report. An LM replaces the current one; a translator is
         registered for the direction in its meta (or replaces the current direction's) and becomes current."""
-        from .checkpoint import load_checkpoint
-
-        loaded = load_checkpoint(Path(path).expanduser(), device=self.device)
-        with self._lock:
-            if loaded.kind == "lm":
-                self._lm = _Slot(loaded.path, "via :load", loaded)
-                self._ac = None  # its states belong to the old model
-                return f"language model loaded from {loaded.path}"
-            current = self.settings.direction if self.settings.direction not in (None, AUTO) else None
-            key = self._key_from_meta(loaded.meta or {}, current)
-            replaced = key in self._mt
-            self._mt[key] = _Slot(loaded.path, "via :load", loaded)
+        current = self.settings.direction if self.settings.direction not in (None, AUTO) else None
+        kind, key, report = self.service.load(path, fallback_direction=current)
+        if kind == "mt":
             self.settings.direction = key
-        return f"translator {key} loaded from {loaded.path}{' (replaces the previous one)' if replaced else ''}; " \
-               f"direction is now {key}"
+            report += f"; direction is now {key}"
+        return report
 
     # ------------------------------------------------------------------------------------------ settings
 
@@ -292,34 +201,23 @@ class ReplSession:
             yield _hint(f"error: {e}")
 
     def _translate(self, text: str) -> Iterator[str]:
-        from .defaults import guess_language
-        from .search import translate_all
-
         direction = self.settings.direction
-        auto = direction == AUTO
-        if direction is None or not self._mt:
+        if direction is None or not self.service.translators:
             raise UsageError("no translator is available (pass --mt PATH, or :load PATH)")
-        if auto:
-            src = guess_language(text)
-            choices = [d for d in self._mt if d.split("-")[0] == src] if src else []
-            direction = choices[0] if choices else next(iter(self._mt))
-        mt = self.translator(direction)
-        tr = translate_all(mt.model, mt.tokenizers["src_tokenizer"], mt.tokenizers["tgt_tokenizer"], [text.strip()],
-                           beam=self.settings.beam, device=self.device)[0]
-        yield (f"[{direction}] " if auto else "") + tr.text + "\n"
+        auto = direction == AUTO
+        tr = self.service.translate([text.strip()], direction=None if auto else direction,
+                                    beam=self.settings.beam)[0]
+        yield (f"[{tr.direction}] " if auto else "") + tr.text + "\n"
         if tr.truncated:
             yield "(the line was very long: only its first 250 tokens were translated)\n"
 
     def _generate(self, text: str) -> Iterator[str]:
-        from .sampling import generate, unknown_chars
-
-        lm = self.lm()
         s = self.settings
-        unk = unknown_chars(lm.tokenizer, text)
-        if unk:
-            yield f"(characters outside the model's vocabulary are read as <unk>: {''.join(unk)!r})\n"
+        gen = self.service.generate(text, self._lang(text), s.length, s.temperature, s.top_k, s.top_p, s.seed)
+        if gen.unknown_chars:
+            yield f"(characters outside the model's vocabulary are read as <unk>: {''.join(gen.unknown_chars)!r})\n"
         yield text
-        yield from generate(lm.model, lm.tokenizer, text, s.length, s.temperature, s.top_k, s.top_p, s.seed)
+        yield from gen.pieces
         yield "\n"
 
     def _complete(self, text: str) -> Iterator[str]:
@@ -330,23 +228,16 @@ class ReplSession:
 
     # ------------------------------------------------------------------------------------------ as you type
 
-    def autocompleter(self):
-        """The one persistent Autocompleter over the current LM (created on first use)."""
-        from .sampling import Autocompleter
-
-        with self._lock:
-            if self._ac is None:
-                lm = self.lm()
-                self._ac = Autocompleter(lm.model, lm.tokenizer, k=self.k)
-            return self._ac
+    def autocompleter(self, text: str = ""):
+        """The persistent Autocompleter over the LM of what is being typed (created on first use)."""
+        return self.service.autocompleter(self._lang(text), self.k)
 
     def suggestions(self, text: str, next_words: bool = False) -> dict:
-        """{"completions": [...], "next_words": [...]} for the text typed so far. Incremental: the recurrent state
-        follows `text` from keystroke to keystroke (one step per new character, none for a backspace)."""
-        with self._lock:
-            ac = self.autocompleter()
-            ac.update(text)
-            return ac.suggest(next_words=next_words)
+        """{"completions": [...], "next_words": [...]} for the text typed so far, from the LM of its language.
+        Incremental: the recurrent state follows `text` from keystroke to keystroke (one step per new character,
+        none for a backspace)."""
+        r = self.service.complete(text, self._lang(text), k=self.k, next_words=next_words)
+        return {"completions": r["completions"], "next_words": r["next_words"]}
 
     def complete_input(self, text: str, explicit: bool = False) -> list[tuple[str, int, str]]:
         """What the completion menu offers for the text before the cursor: (insert, start_position, note) triples.
@@ -362,7 +253,7 @@ class ReplSession:
                 return [(":" + name, -len(body), desc) for name, (_, desc) in COMMANDS.items() if name.startswith(head)]
             name = ALIASES.get(head, head)
             arg = arg.lstrip()
-            values = {"mode": list(MODES), "dir": self.directions() + ([AUTO] if self._mt else []),
+            values = {"mode": list(MODES), "dir": self.directions() + ([AUTO] if self.service.translators else []),
                       "topk": ["off"], "topp": ["off"], "seed": ["off"]}.get(name, [])
             return [(v, -len(arg), "") for v in values if v.startswith(arg) and v != arg]
         if not self.has_lm():
@@ -417,7 +308,7 @@ class ReplSession:
             return
         self.settings.mode = m
         note = ""
-        if m == "translate" and not self._mt:
+        if m == "translate" and not self.service.translators:
             note = " (no translator yet: :load PATH)"
         elif m != "translate" and not self.has_lm():
             note = " (no language model yet: :load PATH)"
@@ -425,67 +316,56 @@ class ReplSession:
 
     def _cmd_dir(self, arg: str) -> Iterator[str]:
         if not arg:
-            yield f"direction {self.settings.direction or '(none)'}; available: {', '.join(self._mt) or 'none'}\n"
+            yield (f"direction {self.settings.direction or '(none)'}; "
+                   f"available: {', '.join(self.service.translators) or 'none'}\n")
             return
         d = normalize_direction(arg)
-        if d == AUTO and self._mt or d in self._mt:
+        if (d == AUTO and self.service.translators) or d in self.service.translators:
             self.settings.direction = d
             yield f"direction {d}\n"
         else:
             yield _hint(self._no_direction(arg))
 
-    def _number(self, arg: str, kind, name: str, example: str, ok, off: bool = False):
-        """Parse a setting's value; returns (value, None) or (None, hint)."""
-        parts = arg.split()
-        if off and len(parts) == 1 and parts[0].lower() == "off":
-            return None, None
-        try:
-            if len(parts) != 1:
-                raise ValueError
-            v = kind(parts[0])
-            if isinstance(v, float) and not math.isfinite(v) or not ok(v):
-                raise ValueError
-        except ValueError:
-            return None, f":{name} needs {example}, not {arg!r}"
-        return v, None
-
-    def _setting(self, arg: str, name: str, attr: str, kind, example: str, ok, off: bool = False,
-                 show=None) -> Iterator[str]:
+    def _setting(self, arg: str, name: str, attr: str, limit: str, kind, off: bool = False) -> Iterator[str]:
+        """Show a setting, or set it from `arg` when it parses and lies in its range (`limits`); else one hint."""
         label = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p"}.get(attr, attr)
-        if not arg:
+        parts = arg.split()
+        if not parts:
             v = getattr(self.settings, attr)
             yield f"{label} {'off' if v is None else v}\n"
             return
-        v, hint = self._number(arg, kind, name, example, ok, off)
-        if hint:
-            yield _hint(hint)
-            return
-        if show is not None:
-            v = show(v)
+        if off and len(parts) == 1 and parts[0].lower() in ("off", "0"):
+            v = None
+        else:
+            try:
+                if len(parts) != 1:
+                    raise ValueError
+                v = check(limit, kind(parts[0]))
+            except (ValueError, UsageError):
+                r = LIMITS[limit]
+                yield _hint(f":{name} needs {r.text()}{' or off' if off else ''}, e.g. :{name} {r.example}; "
+                            f"not {arg!r}")
+                return
         setattr(self.settings, attr, v)
         yield f"{label} {'off' if v is None else v}\n"
 
     def _cmd_temp(self, arg):
-        return self._setting(arg, "temp", "temperature", float, "a number greater than 0, e.g. :temp 0.8",
-                             lambda v: v > 0)
+        return self._setting(arg, "temp", "temperature", "temperature", float)
 
     def _cmd_topk(self, arg):
-        return self._setting(arg, "topk", "top_k", int, "a whole number of at least 1, or 0/off, e.g. :topk 10",
-                             lambda v: v >= 0, off=True, show=lambda v: v or None)
+        return self._setting(arg, "topk", "top_k", "top_k", int, off=True)
 
     def _cmd_topp(self, arg):
-        return self._setting(arg, "topp", "top_p", float, "a number in (0, 1] or off, e.g. :topp 0.9",
-                             lambda v: 0 < v <= 1, off=True)
+        return self._setting(arg, "topp", "top_p", "top_p", float, off=True)
 
     def _cmd_beam(self, arg):
-        return self._setting(arg, "beam", "beam", int, "a whole number of at least 1, e.g. :beam 5", lambda v: v >= 1)
+        return self._setting(arg, "beam", "beam", "beam", int)
 
     def _cmd_len(self, arg):
-        return self._setting(arg, "len", "length", int, "a whole number of at least 1, e.g. :len 200", lambda v: v >= 1)
+        return self._setting(arg, "len", "length", "length", int)
 
     def _cmd_seed(self, arg):
-        return self._setting(arg, "seed", "seed", int, "a whole number or off, e.g. :seed 42", lambda v: v >= 0,
-                             off=True)
+        return self._setting(arg, "seed", "seed", "seed", int, off=True)
 
     def _cmd_load(self, arg: str) -> Iterator[str]:
         if not arg:
@@ -499,15 +379,16 @@ class ReplSession:
         s = self.settings
         yield f"mode         {s.mode}\n"
         yield f"direction    {s.direction or '(none)'}\n"
-        yield f"lm           {self._lm.describe()}\n"
-        if not self._mt:
+        for m in self.service.describe():
+            where = m.get("lang") or (f"{m['src']}-{m['tgt']}" if m.get("src") else "")
+            role = f"{m['kind']} {where}".strip()
+            yield f"{role:<12} {m['path']} ({m['origin']}, {'loaded' if m['loaded'] else 'not loaded yet'})\n"
+        if not self.service.translators:
             yield "translators  none\n"
-        for d, slot in self._mt.items():
-            yield f"mt {d:<9} {slot.describe()}\n"
         yield (f"settings     temperature {s.temperature}, top-k {s.top_k or 'off'}, "
                f"top-p {'off' if s.top_p is None else s.top_p}, beam {s.beam}, length {s.length}, "
                f"seed {'off' if s.seed is None else s.seed}\n")
-        yield f"device       {self.device}\n"
+        yield f"device       {self.service.device}\n"
 
     def _cmd_quit(self, arg: str) -> Iterator[str]:
         self.done = True

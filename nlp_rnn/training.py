@@ -25,44 +25,13 @@ from typing import Callable, Protocol
 
 import torch
 
+from .configs import TrainConfig
 from .checkpoint import flatten_optimizer, load_trainer_state, read_pointer, unflatten_optimizer, write_pointer
 from .distributed import agree
 from .errors import CheckpointError, TrainingStopped, UsageError
 from .models.rnn import detach_state
 from .rundir import RunDir
 from .runtime import autocast, resolve_precision
-
-
-@dataclass
-class TrainConfig:
-    """The optimisation recipe. Defaults here are the translator's; `tasks` names each model's own."""
-
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup: int = 100
-    min_lr_ratio: float = 0.1     # cosine decay ends at lr * min_lr_ratio
-    clip: float = 1.0             # gradient-norm clipping (0 turns it off)
-    max_steps: int | None = None
-    max_time: float | None = None  # seconds
-    epochs: float | None = None
-    eval_every: int = 500
-    save_every: int | None = None         # steps; checkpoints are also written at every evaluation
-    save_every_minutes: float | None = None
-    keep: int = 2                 # resumable checkpoints kept besides the best
-    patience: int | None = None   # evaluations without improvement before stopping
-    max_bad_steps: int = 20       # consecutive non-finite steps before giving up
-    precision: str = "auto"
-    seed: int = 1234
-
-    def validate(self) -> "TrainConfig":
-        from .limits import check
-
-        for name in ("lr", "weight_decay", "warmup", "min_lr_ratio", "clip", "max_steps", "max_time", "epochs",
-                     "eval_every", "save_every", "save_every_minutes", "keep", "patience", "max_bad_steps", "seed"):
-            check(name, getattr(self, name))
-        if self.max_steps is None and self.max_time is None and self.epochs is None:
-            raise UsageError("give a budget: --max-steps, --max-time or --epochs")
-        return self
 
 
 @dataclass

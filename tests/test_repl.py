@@ -409,7 +409,7 @@ def test_complete_input_for_the_menu(session):
     assert words and all(w.startswith("ca") and start == -2 for w, start, _ in words)
     assert session.complete_input("the ") == []  # after a space only on request (Tab)
     assert all(start == 0 for _, start, _ in session.complete_input("the ", explicit=True))
-    assert ReplSession(mt_paths=[session._mt["es-en"].path], shipped=False).complete_input("the ca") == []
+    assert ReplSession(mt_paths=[session.service.translators["es-en"].path], shipped=False).complete_input("the ca") == []
 
 
 # ---------------------------------------------------------------------------------------------- prompt_toolkit
@@ -434,7 +434,7 @@ def test_end_to_end_through_prompt_toolkit(session, tmp_path):
     lm = session.lm()
     want = "".join(generate(lm.model, lm.tokenizer, "hello", 8, 0.8, None, None, 0))  # the session's seed is 0
     assert "\nhello" + want + "\n" in out.replace("\r", "")  # the prompt, then the streamed continuation
-    assert ":temp needs a number greater than 0" in out
+    assert ":temp needs a positive number" in out
     assert session.done
     history = (tmp_path / "history").read_text()
     assert "+:mode generate" in history and "+hello" in history
@@ -459,7 +459,7 @@ def test_history_location_and_fallback(session, tmp_path, monkeypatch):
     assert "beam 3" in out and history_file().is_file()
     blocker = tmp_path / "file"
     blocker.write_text("")
-    out = drive(ReplSession(lm_path=session._lm.path, shipped=False), ":len 3\n:quit\n", tmp_path,
+    out = drive(ReplSession(lm_path=session.service.lms["given"].path, shipped=False), ":len 3\n:quit\n", tmp_path,
                 history=blocker / "sub" / "history")  # cannot be created: history stays in memory
     assert "length 3" in out
 

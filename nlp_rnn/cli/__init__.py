@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+
+STARTED = time.monotonic()  # `demo` reports the whole command's time from here
 
 import typer
 import typer.core
@@ -70,10 +73,11 @@ def root(
     state.quiet = quiet
 
 
-from . import demo, models_cmd, repl_cmd, tools, train  # noqa: E402  (commands register themselves on `app`)
+from . import demo, eval_cmd, models_cmd, repl_cmd, tools, train  # noqa: E402  (commands register on `app`)
 
 train.register(app)
 models_cmd.register(app)
+eval_cmd.register(app)
 tools.register(app)
 demo.register(app)
 repl_cmd.register(app)

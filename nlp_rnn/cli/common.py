@@ -1,27 +1,30 @@
-"""What every command shares: consoles, global flags, durations, runtime setup, progress rendering, output."""
+"""What every command shares: consoles, global flags, the options declared once, runtime setup, rendering.
+
+Options used by more than one command are typed `Annotated` aliases here, each with its help line and, for
+numbers, the range from `limits`; a command only picks its default.
+"""
 from __future__ import annotations
 
 import json
 import math
 import re
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
+from ..limits import describe
 
 # markup=False: user text (paths, corpora, model output) is never read as rich markup; styles come from `styled`
 out_console = Console(highlight=False, soft_wrap=True, markup=False)
 err_console = Console(stderr=True, highlight=False, markup=False)
-
-
-def styled(label: str, style: str, text: str) -> Text:
-    """`label` in `style`, then `text` exactly as it is."""
-    return Text.assemble((label, style), " ", text)
 
 
 @dataclass
@@ -32,23 +35,54 @@ class _State:
 
 state = _State()
 
-# Options shared by many commands (Typer reads the defaults from these objects).
-JSON = typer.Option(False, "--json", help="Print results as one JSON object on stdout.")
-SEED = typer.Option(None, "--seed", help="Random seed (same seed, same result).")
-THREADS = typer.Option(None, "--threads", help="CPU threads for tensor work (default: torch's choice).")
-DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
-MODEL = typer.Option(..., "--model", "-m", help="Checkpoint or training run directory.")
+
+def examples(*lines: str) -> str:
+    """A command's epilog: its examples, kept on their own lines by click (the \\b marker)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# ---------------------------------------------------------------------------------------------- shared options
+
+Json = Annotated[bool, typer.Option("--json", help="Print results as one JSON object on stdout.")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed (same seed, same result)." + describe("seed"))]
+Threads = Annotated[Optional[int], typer.Option(
+    "--threads", help="CPU threads for tensor work (default: torch's choice)." + describe("threads"))]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]
+Model = Annotated[Optional[Path], typer.Option(
+    "--model", "-m", help="Checkpoint or training run directory (default: the shipped model).")]
+Lang = Annotated[Optional[str], typer.Option(
+    "--lang", help="Language of the shipped model to use: en or es (default: guessed from the text).")]
+Quantize = Annotated[str, typer.Option(
+    "--quantize", help="none, or int8: int8 weights for the recurrent and linear layers (CPU inference).")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace an existing output that nlp-rnn did not make (never an input; inside a "
+                        "directory only nlp-rnn's own files are replaced).")]
+EncodingErrors = Annotated[str, typer.Option(
+    "--encoding-errors", help="strict (invalid UTF-8 is an error naming the line) or replace (with U+FFFD).")]
+Beam = Annotated[int, typer.Option("--beam", "-b", help="Beam size (1: greedy search)." + describe("beam"))]
+LengthPenalty = Annotated[float, typer.Option(
+    "--length-penalty", help="Beam search ranks score / ((5 + len) / 6) ** alpha; 0 ranks by raw log-probability."
+    + describe("length_penalty"))]
+MaxLenRatio = Annotated[float, typer.Option(
+    "--max-len-ratio", help="Longest output, relative to the source length (plus 5 tokens)." + describe("max_len_ratio"))]
+InferBatch = Annotated[int, typer.Option(
+    "--batch-size", help="Sentences translated together." + describe("batch_size_infer"))]
+SearchPrecision = Annotated[str, typer.Option(
+    "--precision", help="fp32, or bf16 autocast (measured 2-3x slower than fp32 for CPU search).")]
+Files = Annotated[Optional[List[str]], typer.Argument(help="Text files, directories or globs (.txt, .jsonl).")]
 
 
 def setup(threads: int | None, device: str, seed: int | None = None):
     """Apply --threads/--device/--seed; returns the torch device (the only place the CLI sees one)."""
     from .. import runtime
+    from ..limits import check
 
+    check("threads", threads)
+    check("seed", seed)
     runtime.set_threads(threads)
     if seed is not None:
         runtime.seed_everything(seed)
-    dev = runtime.pick_device(device)
-    return dev
+    return runtime.pick_device(device)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -62,6 +96,13 @@ def parse_duration(text: str | None) -> float | None:
     if not parts or "".join(a + b for a, b in parts) != t.replace(" ", ""):
         raise UsageError(f"--max-time {text!r}: use a duration like 90s, 15m, 1h30m")
     return sum(float(v) * {"h": 3600, "m": 60, "s": 1}[u] for v, u in parts)
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+def styled(label: str, style: str, text: str) -> Text:
+    """`label` in `style`, then `text` exactly as it is."""
+    return Text.assemble((label, style), " ", text)
 
 
 def print_json(obj) -> None:
@@ -78,6 +119,12 @@ def _finite(x):
     if isinstance(x, (list, tuple)):
         return [_finite(v) for v in x]
     return x
+
+
+def write_out(text: str) -> None:
+    """Results (translations, generated text) as they are, on stdout."""
+    out_console.file.write(text)
+    out_console.file.flush()
 
 
 def metrics_table(title: str, rows: dict) -> Table:
@@ -102,50 +149,74 @@ def warn(text: str) -> None:
 
 def info(text: str) -> None:
     if not state.quiet:
-        err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+        err_console.print(text, highlight=False, soft_wrap=True)
 
 
 class TrainingView:
-    """Renders training events as a Rich progress bar with live figures (stderr), or nothing with --quiet."""
+    """Training events on stderr: a live Rich progress bar on a terminal, plain periodic lines otherwise (a bar
+    cut to the width of a log file looks broken), nothing with --quiet."""
 
-    def __init__(self, unit: str, quiet: bool = False, bits: bool = False):
-        self.unit, self.quiet, self.bits = unit, quiet or state.quiet, bits
+    def __init__(self, unit: str, quiet: bool = False, bits: bool = False, every: float = 10.0):
+        self.unit, self.quiet, self.bits, self.every = unit, quiet or state.quiet, bits, every
+        self.live = err_console.is_terminal
         self.progress = None
         self.task = None
+        self._last_line = 0.0
 
     def __enter__(self):
         return self
 
-    def _start(self):
-        """The bar appears with the first step, so errors found while reading the corpus stand alone."""
-        if self.progress is None and not self.quiet:
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[figures]}"), console=err_console, transient=False)
-            self.progress.__enter__()
-            self.task = self.progress.add_task("training", total=None, figures="")
-
     def __exit__(self, *exc):
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+    def _bar(self):
+        """The bar appears with the first step, so errors found while reading the corpus stand alone."""
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        if self.progress is None:
+            self.progress = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.fields[steps]}"),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[figures]}"), console=err_console, transient=False)
+            self.progress.__enter__()
+            self.task = self.progress.add_task("training", total=None, figures="", steps="")
+        return self.progress
+
+    def _say(self, text: str) -> None:
+        (self.progress.console if self.progress is not None else err_console).print(text, highlight=False,
+                                                                                   soft_wrap=True)
 
     def __call__(self, event) -> None:
         from ..training import EvalEvent, Notice, StepEvent
 
         if self.quiet:
             return
-        if isinstance(event, Notice) and self.progress is None:
-            err_console.print(event.text, highlight=False, soft_wrap=True)
-            return
-        self._start()
         if isinstance(event, StepEvent):
-            fig = f"loss {event.loss:.3f}"
-            if self.bits:
-                fig += f" ({event.loss / math.log(2):.3f} bits/char)"
+            fig = f"loss {event.loss:.3f}" + (f" ({event.loss / math.log(2):.3f} bits/char)" if self.bits else "")
             fig += f"  {event.tokens_per_s:,.0f} {self.unit}/s  lr {event.lr:.2e}"
-            self.progress.update(self.task, completed=event.step, total=event.planned_steps or None, figures=fig)
+            steps = f"step {event.step:,}" + (f"/{event.planned_steps:,}" if event.planned_steps else "")
+            if self.live:
+                self._bar().update(self.task, completed=event.step, total=event.planned_steps or None,
+                                   figures=fig, steps=steps)
+            elif time.monotonic() - self._last_line >= self.every:
+                self._last_line = time.monotonic()
+                self._say(f"{steps}  {fig}  {event.elapsed:,.0f}s")
         elif isinstance(event, EvalEvent):
             shown = "  ".join(f"{k} {v}" for k, v in event.metrics.items() if k != "score")
-            self.progress.console.print(f"step {event.step}: {shown}{'  (best)' if event.best else ''}", highlight=False)
+            self._say(f"step {event.step}: {shown}{'  (best)' if event.best else ''}")
         elif isinstance(event, Notice):
-            self.progress.console.print(event.text, highlight=False)
+            self._say(event.text)
+
+
+def stdin_lines(encoding_errors: str = "strict"):
+    """Lines of standard input, decoded at the edge one by one (an invalid line names its number)."""
+    from ..corpora import decode_line
+
+    if sys.stdin.isatty():
+        info("reading from standard input (Ctrl-D to end)")
+    for n, raw in enumerate(sys.stdin.buffer, 1):
+        yield decode_line(raw.rstrip(b"\r\n"), "standard input", n, encoding_errors)
+
+
+# kept for commands not yet moved to the aliases above
+JSON = typer.Option(False, "--json", help="Print results as one JSON object on stdout.")

@@ -1,288 +1,207 @@
-"""Commands that use a trained model: generate, complete, translate, eval lm|mt."""
+"""Commands that use a trained model: generate, complete, translate. Each parses flags, asks the service, renders."""
 from __future__ import annotations
 
-import sys
+import contextlib
+import itertools
+import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from ..errors import UsageError
-from .common import (DEVICE, JSON, SEED, THREADS, err_console, info, metrics_table, out_console, print_json, setup, state,
-                     styled, warn)
+from ..limits import describe
+from .common import (Beam, Device, EncodingErrors, InferBatch, Json, Lang, LengthPenalty, MaxLenRatio, Model,
+                     Overwrite, Quantize, SearchPrecision, Seed, Threads, examples, info, out_console, print_json,
+                     setup, state, stdin_lines, styled, warn, write_out)
 
-eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a language model (lm) or a translator (mt).")
-
-MODEL_OPT = typer.Option(None, "--model", "-m", help="Checkpoint or run directory (default: the shipped model).")
-LANG = typer.Option("en", "--lang", help="Language of the shipped LM to use without -m: en or es.")
-QUANTIZE = typer.Option("none", "--quantize",
-                        help="int8: dynamic int8 quantization of the recurrent and linear layers (CPU inference).")
-OVERWRITE = typer.Option(False, "--overwrite", help="Replace -o if it exists (never an input file).")
-PRECISION = typer.Option("fp32", "--precision",
-                         help="fp32, or bf16 autocast (measured 2-3x slower than fp32 for CPU search; see BENCHMARKS.md).")
+CHUNK_LINES = 1000  # lines of -i/stdin translated (and written) at a time: memory stays bounded
 
 
-def _load(model_dir: Optional[Path], kind: str, dev, lang: str = "en", quantize: str = "none"):
-    from ..checkpoint import load_checkpoint
-    from ..defaults import default_lm
+def service_for(model: Optional[Path], kind: str, threads, device, quantize: str = "none", seed=None):
+    """The service over `-m DIR` (for `kind`), or over the shipped models."""
+    from ..service import Service
 
-    path = model_dir if model_dir is not None else default_lm(lang)
-    return load_checkpoint(path, kind=kind, device=dev, quantize=quantize)
+    dev = setup(threads, device, seed)
+    given = [model] if model is not None else []
+    return Service(**{kind: given}, shipped=model is None, device=dev, quantize=quantize)
 
 
 def generate(
-    prompt: str = typer.Option("", "--prompt", "-p", help="Text to continue."),
-    model: Optional[Path] = MODEL_OPT,
-    lang: str = LANG,
-    length: int = typer.Option(300, "--length", "-l", help="Characters to generate."),
-    temperature: float = typer.Option(0.8, "--temperature", "-t"),
-    top_k: Optional[int] = typer.Option(None, "--top-k"),
-    top_p: Optional[float] = typer.Option(None, "--top-p"),
-    n: int = typer.Option(1, "-n", help="Number of samples."),
-    as_json: bool = JSON,
-    seed: Optional[int] = SEED,
-    threads: Optional[int] = THREADS,
-    device: str = DEVICE,
-    quantize: str = QUANTIZE,
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue.")] = "",
+    model: Model = None,
+    lang: Lang = None,
+    length: Annotated[int, typer.Option("--length", "-l", help="Characters to generate." + describe("length"))] = 300,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", "-t", help="Below 1: safer text; above 1: more surprising." + describe("temperature"))] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option(
+        "--top-k", help="Sample only among the K most likely characters." + describe("top_k"))] = None,
+    top_p: Annotated[Optional[float], typer.Option(
+        "--top-p", help="Sample only among the most likely characters that hold P of the probability."
+        + describe("top_p"))] = None,
+    samples: Annotated[int, typer.Option(
+        "--samples", help="How many independent texts to generate." + describe("samples"))] = 1,
+    as_json: Json = False,
+    seed: Seed = None,
+    threads: Threads = None,
+    device: Device = "auto",
+    quantize: Quantize = "none",
 ):
     """Generate text with a character language model, streaming it as it is produced."""
-    from ..sampling import check_sampling, generate as gen, unknown_chars
+    from ..limits import check
 
-    check_sampling(temperature, top_k, top_p)
-    if n < 1:
-        raise UsageError(f"-n must be at least 1, not {n}")
-    dev = setup(threads, device)
-    loaded = _load(model, "lm", dev, lang, quantize)
-    unk = unknown_chars(loaded.tokenizer, prompt)
-    if unk:
-        warn(f"prompt characters outside the model's vocabulary are read as <unk>: {''.join(unk)!r}")
-    samples, chars, start = [], 0, time.perf_counter()
-    for i in range(n):
-        s = None if seed is None else seed + i
-        pieces = []
+    check("samples", samples)
+    service = service_for(model, "lm", threads, device, quantize)
+    texts, chars, start = [], 0, time.perf_counter()
+    for i in range(samples):
+        gen = service.generate(prompt, lang, length, temperature, top_k, top_p, None if seed is None else seed + i)
+        if i == 0 and gen.unknown_chars:
+            warn(f"prompt characters outside the model's vocabulary are read as <unk>: {''.join(gen.unknown_chars)!r}")
         if not as_json:
-            out_console.file.write(prompt)
-        for piece in gen(loaded.model, loaded.tokenizer, prompt, length, temperature, top_k, top_p, s):
+            write_out(prompt)
+        pieces = []
+        for piece in gen.pieces:
             pieces.append(piece)
             if not as_json:
-                out_console.file.write(piece)
-                out_console.file.flush()
+                write_out(piece)
         if not as_json:
-            out_console.file.write("\n" if i == n - 1 else "\n\n")
-        samples.append(prompt + "".join(pieces))
+            write_out("\n" if i == samples - 1 else "\n\n")
+        texts.append(prompt + "".join(pieces))
         chars += length
     seconds = time.perf_counter() - start
     if as_json:
-        print_json({"samples": samples, "chars": chars, "seconds": round(seconds, 3),
+        print_json({"samples": texts, "lang": gen.lang, "chars": chars, "seconds": round(seconds, 3),
                     "chars_per_s": round(chars / max(seconds, 1e-9), 1)})
 
 
 def complete(
-    text: str = typer.Argument(..., help="What has been typed so far."),
-    model: Optional[Path] = MODEL_OPT,
-    lang: str = LANG,
-    k: int = typer.Option(3, "--k", help="Suggestions of each kind."),
-    beam: int = typer.Option(8, "--beam", help="Beam width of the character search."),
-    as_json: bool = JSON,
-    threads: Optional[int] = THREADS,
-    device: str = DEVICE,
-    quantize: str = QUANTIZE,
+    text: Annotated[str, typer.Argument(help="What has been typed so far.")],
+    model: Model = None,
+    lang: Lang = None,
+    k: Annotated[int, typer.Option("--k", help="Suggestions of each kind." + describe("k"))] = 3,
+    beam: Annotated[int, typer.Option("--beam", help="Beam width of the character search." + describe("complete_beam"))] = 8,
+    as_json: Json = False,
+    threads: Threads = None,
+    device: Device = "auto",
+    quantize: Quantize = "none",
 ):
     """Suggest completions of the word being typed and the words likely to follow."""
-    from ..sampling import Autocompleter
-
-    dev = setup(threads, device)
-    loaded = _load(model, "lm", dev, lang, quantize)
-    ac = Autocompleter(loaded.model, loaded.tokenizer, k=k, beam=beam)
-    ac.update(text)
-    result = ac.suggest()
+    service = service_for(model, "lm", threads, device, quantize)
+    result = service.complete(text, lang, k=k, beam=beam)
     if as_json:
         print_json(result)
         return
     for title, key in (("completions", "completions"), ("next words", "next_words")):
-        out_console.print(styled(f"{title}:", "bold", ", ".join(f"{s['text']} ({s['prob']:.1%})" for s in result[key])))
+        out_console.print(styled(f"{title}:", "bold", ", ".join(f"{s['text']} ({s['prob']:.1%})" for s in result[key])
+                                 or "(none)"))
 
 
 def translate(
-    sentence: Optional[str] = typer.Argument(None, help="A sentence (default: read stdin, or -i FILE)."),
-    model: Optional[Path] = MODEL_OPT,
-    src_lang: Optional[str] = typer.Option(None, "--src", help="Source language of the shipped models (en, es)."),
-    tgt_lang: Optional[str] = typer.Option(None, "--tgt", help="Target language of the shipped models."),
-    input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Translate this file, line by line."),
-    output_file: Optional[Path] = typer.Option(None, "--output", "-o", help="Write translations here (atomically)."),
-    overwrite: bool = OVERWRITE,
-    beam: int = typer.Option(5, "--beam", "-b", help="Beam size (1: greedy)."),
-    length_penalty: float = typer.Option(0.6, "--length-penalty"),
-    max_len_ratio: float = typer.Option(2.0, "--max-len-ratio", help="Output length cap relative to the source."),
-    n_best: int = typer.Option(1, "--n-best", help="Print the N best translations of each line."),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    precision: str = PRECISION,
-    as_json: bool = JSON,
-    threads: Optional[int] = THREADS,
-    device: str = DEVICE,
-    quantize: str = QUANTIZE,
+    sentence: Annotated[Optional[str], typer.Argument(help="A sentence (default: read stdin, or -i FILE).")] = None,
+    model: Model = None,
+    src_lang: Annotated[Optional[str], typer.Option(
+        "--src", help="Source language of the shipped translators, en or es (default: guessed per line).")] = None,
+    tgt_lang: Annotated[Optional[str], typer.Option(
+        "--tgt", help="Target language of the shipped translators (default: the other one).")] = None,
+    input_file: Annotated[Optional[Path], typer.Option(
+        "--input", "-i", help="Translate this file, line by line.")] = None,
+    output_file: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write translations here (created atomically: all lines or nothing).")] = None,
+    overwrite: Overwrite = False,
+    beam: Beam = 5,
+    length_penalty: LengthPenalty = 0.6,
+    max_len_ratio: MaxLenRatio = 2.0,
+    n_best: Annotated[int, typer.Option("--n-best", help="Print the N best translations of each line, with scores."
+                                        + describe("n_best"))] = 1,
+    batch_size: InferBatch = 32,
+    precision: SearchPrecision = "fp32",
+    encoding_errors: EncodingErrors = "strict",
+    as_json: Json = False,
+    threads: Threads = None,
+    device: Device = "auto",
+    quantize: Quantize = "none",
 ):
-    """Translate a sentence, standard input or a file; output lines match input lines one for one."""
+    """Translate a sentence, standard input or a file; output lines match input lines one for one.
+
+    Without -m or --src, each line's language is guessed by the shipped language models (the one that finds
+    the line more likely wins); a line that cannot be told takes the direction of the line before it."""
     from ..atomic import atomic_file, check_output_file
-    from ..checkpoint import load_checkpoint
-    from ..defaults import default_mt, pick_direction
-    from ..search import translate as run
+    from ..corpora import check_input_file, decode_line, iter_lines
+    from ..service import check_translation
 
     if sentence is not None and input_file is not None:
         raise UsageError("give a sentence or -i FILE, not both")
-    if beam < 1:
-        raise UsageError(f"--beam must be at least 1, not {beam}")
-    if not 1 <= n_best <= beam:
-        raise UsageError(f"--n-best must be between 1 and --beam ({beam}), not {n_best}")
+    check_translation(beam, n_best, length_penalty, max_len_ratio, batch_size)
     if input_file is not None:
-        from ..corpora import read_file_text
-
-        lines = read_file_text(input_file).split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-    elif sentence is not None:
-        lines = [sentence]
-    else:
-        if sys.stdin.isatty():
-            info("reading sentences from standard input (Ctrl-D to end)")
-        lines = sys.stdin.read().split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
+        check_input_file(input_file, encoding_errors)
     if output_file is not None:
         check_output_file(output_file, [input_file], overwrite)
-    dev = setup(threads, device)
-    if model is None:
-        src_lang, tgt_lang = pick_direction(" ".join(lines[:20]), src_lang, tgt_lang)
-        model = default_mt(src_lang, tgt_lang)
-    loaded = load_checkpoint(model, kind="mt", device=dev, quantize=quantize)
-    results: list = [None] * len(lines)
-    show = input_file is not None and not state.quiet and len(lines) > 1
-    start = time.perf_counter()
-    from rich.progress import Progress
-
-    progress = Progress(console=err_console, transient=True, disable=not show)
-    with progress:
-        task = progress.add_task("translating", total=len(lines))
-        for i, tr in run(loaded.model, loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"], lines,
-                         beam=beam, batch_size=batch_size, length_penalty=length_penalty, max_len_ratio=max_len_ratio,
-                         n_best=n_best, device=dev, precision=precision):
-            results[i] = tr
-            progress.advance(task)
-    seconds = time.perf_counter() - start
-    for i, tr in enumerate(results):
-        if tr.truncated:
-            warn(f"{input_file or 'input'}:{i + 1}: very long line, its source was cut to the first 250 tokens")
-    if as_json:
-        payload = {"translations": [{"source": s, "translation": t.text, "score": round(t.score, 4),
-                                     **({"n_best": [{"text": a, "score": round(b, 4)} for a, b in t.alternatives]}
-                                        if n_best > 1 else {})} for s, t in zip(lines, results)],
-                   "sentences": len(lines), "seconds": round(seconds, 3)}
-        text = None
+    if input_file is not None:
+        lines = (text for _, text in iter_lines(input_file, encoding_errors))
+    elif sentence is not None:
+        lines = iter([decode_line(sentence, "the sentence argument", 1, encoding_errors)])
     else:
-        if n_best > 1:
-            text = "".join(f"{i} ||| {a} ||| {b:.4f}\n" for i, t in enumerate(results) for a, b in t.alternatives)
-        else:
-            text = "".join(t.text + "\n" for t in results)
-    if output_file is not None:
-        with atomic_file(output_file) as f:
-            if as_json:
-                import json
-
-                f.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        lines = stdin_lines(encoding_errors)
+    service = service_for(model, "mt", threads, device, quantize)
+    options = dict(beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_ratio=max_len_ratio,
+                   batch_size=batch_size, precision=precision)
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(atomic_file(output_file)) if output_file is not None else None
+        count, results = _translate_chunks(service, lines, src_lang, tgt_lang, options, str(input_file or "input"),
+                                           as_json, out, progress=input_file is not None)
+        if as_json:
+            payload = {"translations": [_translation_json(t, n_best) for t in results], "sentences": count,
+                       "seconds": round(time.perf_counter() - start, 3)}
+            if out is not None:
+                out.write(json.dumps(payload, ensure_ascii=False) + "\n")
             else:
-                f.write(text)
-        info(f"{len(lines)} lines translated in {seconds:.1f}s → {output_file}")
-    elif as_json:
-        print_json(payload)
-    else:
-        out_console.file.write(text)
-        out_console.file.flush()
-
-
-@eval_app.command("lm")
-def eval_lm(
-    file: Path = typer.Argument(..., help="Text to score."),
-    model: Optional[Path] = MODEL_OPT,
-    lang: str = LANG,
-    as_json: bool = JSON,
-    threads: Optional[int] = THREADS,
-    device: str = DEVICE,
-    quantize: str = QUANTIZE,
-):
-    """Cross-entropy of a text under a language model: nats/char, bits/char, perplexity."""
-    from ..corpora import read_file_text
-    from ..evaluate import lm_metrics
-
-    text = read_file_text(file)
-    dev = setup(threads, device)
-    loaded = _load(model, "lm", dev, lang, quantize)
-    start = time.perf_counter()
-    m = lm_metrics(loaded.model, loaded.tokenizer, text)
-    m["seconds"] = round(time.perf_counter() - start, 3)
-    if m["unk_chars"]:
-        warn(f"{m['unk_chars']} characters of {file} are outside the model's vocabulary (scored as <unk>)")
-    if as_json:
-        print_json(m)
-    else:
-        out_console.print(metrics_table(f"{file}", m))
-
-
-@eval_app.command("mt")
-def eval_mt(
-    model: Optional[Path] = MODEL_OPT,
-    src: Path = typer.Option(..., "--src", help="Source sentences, one per line."),
-    ref: Path = typer.Option(..., "--ref", help="Reference translations, aligned with --src."),
-    beam: int = typer.Option(5, "--beam", "-b"),
-    length_penalty: float = typer.Option(0.6, "--length-penalty"),
-    max_len_ratio: float = typer.Option(2.0, "--max-len-ratio"),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    output_file: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the hypotheses here."),
-    overwrite: bool = OVERWRITE,
-    precision: str = PRECISION,
-    as_json: bool = JSON,
-    threads: Optional[int] = THREADS,
-    device: str = DEVICE,
-    quantize: str = QUANTIZE,
-):
-    """Translate --src and score against --ref with sacrebleu: BLEU, chrF, TER and their signatures."""
-    from ..atomic import atomic_write_text, check_output_file
-    from ..checkpoint import load_checkpoint
-    from ..corpora import read_aligned
-    from ..evaluate import mt_scores
-    from ..search import translate_all
-
-    if model is None:
-        raise UsageError("eval mt needs -m DIR")
-    corpus = read_aligned(src, ref)  # checks both files and their alignment
+                print_json(payload)
     if output_file is not None:
-        check_output_file(output_file, [src, ref], overwrite)
-    dev = setup(threads, device)
-    loaded = load_checkpoint(model, kind="mt", device=dev, quantize=quantize)
-    start = time.perf_counter()
-    hyps = [t.text for t in translate_all(loaded.model, loaded.tokenizers["src_tokenizer"],
-                                          loaded.tokenizers["tgt_tokenizer"], [s for s, _ in corpus.pairs],
-                                          beam=beam, batch_size=batch_size, length_penalty=length_penalty,
-                                          max_len_ratio=max_len_ratio, device=dev, precision=precision)]
-    seconds = time.perf_counter() - start
-    scores = mt_scores(hyps, [t for _, t in corpus.pairs])
-    scores.update(sentences=len(hyps), seconds=round(seconds, 3), sentences_per_s=round(len(hyps) / max(seconds, 1e-9), 1),
-                  beam=beam)
-    if corpus.stats.dropped:
-        warn(f"{sum(corpus.stats.dropped.values())} blank pairs skipped")
-    if output_file is not None:
-        atomic_write_text(output_file, "".join(h + "\n" for h in hyps))
-    if as_json:
-        print_json(scores)
-    else:
-        sigs = scores.pop("signatures")
-        out_console.print(metrics_table(f"{src} → {ref}", scores))
-        for name, sig in sigs.items():
-            out_console.print(f"{name}: {sig}")
+        info(f"{count} lines translated in {time.perf_counter() - start:.1f}s → {output_file}")
+
+
+def _translate_chunks(service, lines, src_lang, tgt_lang, options: dict, where: str, as_json: bool, out,
+                      progress: bool) -> tuple[int, list]:
+    """Translate CHUNK_LINES lines at a time, writing each chunk's output before reading the next."""
+    count, results = 0, []
+    while chunk := list(itertools.islice(lines, CHUNK_LINES)):
+        done = service.translate(chunk, src_lang, tgt_lang, **options)
+        for j, tr in enumerate(done):
+            if tr.truncated:
+                warn(f"{where}:{count + j + 1}: very long line, its source was cut to the first 250 tokens")
+        if as_json:
+            results.extend(done)
+        else:
+            (out.write if out is not None else write_out)(_render_translations(done, options["n_best"], count))
+        count += len(chunk)
+        if progress and not state.quiet and count >= CHUNK_LINES:
+            info(f"{count:,} lines translated")
+    return count, results
+
+
+def _render_translations(done, n_best: int, first: int) -> str:
+    if n_best > 1:
+        return "".join(f"{first + i} ||| {a} ||| {b:.4f}\n" for i, t in enumerate(done) for a, b in t.alternatives)
+    return "".join(t.text + "\n" for t in done)
+
+
+def _translation_json(t, n_best: int) -> dict:
+    out = {"source": t.source, "translation": t.text, "score": round(t.score, 4), "direction": t.direction}
+    if n_best > 1:
+        out["n_best"] = [{"text": a, "score": round(b, 4)} for a, b in t.alternatives]
+    return out
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate)
-    app.command("complete")(complete)
-    app.command("translate")(translate)
-    app.add_typer(eval_app, name="eval")
+    app.command("generate", epilog=examples(
+        'nlp-rnn generate --prompt "Había una vez" --length 400 --seed 1',
+        'nlp-rnn generate -m runs/shakespeare --prompt "ROMEO:" --temperature 0.6 --samples 3'))(generate)
+    app.command("complete", epilog=examples(
+        'nlp-rnn complete "The network learns from exam"',
+        'nlp-rnn complete "Mañana por la mañ" --k 5 --json'))(complete)
+    app.command("translate", epilog=examples(
+        'nlp-rnn translate "Where is the train station?"',
+        'printf "Hola\\nGood morning\\n" | nlp-rnn translate',
+        'nlp-rnn translate -m runs/de-en -i test.de -o test.en --beam 5'))(translate)

@@ -1,27 +1,31 @@
-"""`nlp-rnn repl`: an interactive prompt over a language model and translators (see nlp_rnn.repl)."""
+"""`nlp-rnn repl`: an interactive prompt over language models and translators (see nlp_rnn.repl)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from ..errors import UsageError
-from .common import DEVICE, THREADS, setup, state
+from .common import Device, Threads, examples, setup, state
 
 
 def repl(
-    model: Optional[Path] = typer.Option(None, "--model", "-m", metavar="PATH",
-                                         help="Language model for generate/complete (default: the shipped one)."),
-    mt: Optional[List[Path]] = typer.Option(None, "--mt", metavar="PATH",
-                                            help="Translator checkpoint; repeat for more directions "
-                                                 "(default: the shipped translators)."),
-    lang: Optional[str] = typer.Option(None, "--lang", metavar="en|es", help="Language of the shipped LM to use without -m: en or es."),
-    mode: Optional[str] = typer.Option(None, "--mode", metavar="MODE", help="translate, generate or complete "
-                                                            "(default: translate when a translator is available)."),
-    direction: Optional[str] = typer.Option(None, "--dir", metavar="SRC-TGT", help="Translation direction, e.g. es-en, or auto."),
-    threads: Optional[int] = THREADS,
-    device: str = DEVICE,
+    model: Annotated[Optional[Path], typer.Option(
+        "--model", "-m", metavar="PATH", help="Language model for generate/complete (default: the shipped one of "
+                                              "the language being typed).")] = None,
+    mt: Annotated[Optional[List[Path]], typer.Option(
+        "--mt", metavar="PATH", help="Translator checkpoint; repeat for more directions (default: the shipped "
+                                     "translators).")] = None,
+    lang: Annotated[Optional[str], typer.Option(
+        "--lang", metavar="en|es", help="Always use the shipped LM of this language (default: guess per line).")] = None,
+    mode: Annotated[Optional[str], typer.Option(
+        "--mode", metavar="MODE", help="translate, generate or complete (default: translate when a translator "
+                                       "is available).")] = None,
+    direction: Annotated[Optional[str], typer.Option(
+        "--dir", metavar="SRC-TGT", help="Translation direction, e.g. es-en, or auto (guess per line).")] = None,
+    threads: Threads = None,
+    device: Device = "auto",
 ):
     """Interactive prompt: translate, generate or complete text line by line (:help inside for the commands)."""
     from ..repl import MODES, ReplSession, run_repl
@@ -31,10 +35,10 @@ def repl(
     if mode is not None and mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     dev = setup(threads, device)
-    session = ReplSession(lm_path=model, mt_paths=mt or None, lang=lang or "en", mode=mode, direction=direction,
-                          device=dev)
+    session = ReplSession(lm_path=model, mt_paths=mt or None, lang=lang, mode=mode, direction=direction, device=dev)
     run_repl(session, debug=state.debug)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("repl")(repl)
+    app.command("repl", epilog=examples("nlp-rnn repl", "nlp-rnn repl --mode complete --lang es",
+                                        "printf 'Where is the station?\\n' | nlp-rnn repl"))(repl)

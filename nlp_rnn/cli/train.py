@@ -1,36 +1,73 @@
-"""`nlp-rnn train lm|mt`: flags → configs → `tasks.train_lm/train_mt` → a summary table or JSON."""
+"""`nlp-rnn train lm|mt`: flags → configs → `tasks.train_lm/train_mt` → a summary table or JSON.
+
+The options both commands share are declared once below; each command picks its defaults from `configs`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
+from ..configs import DEFAULT_SEED, LM_TRAINING, MT_TRAINING, TrainConfig
 from ..errors import UsageError
-from .common import (DEVICE, JSON, SEED, THREADS, TrainingView, info, metrics_table, out_console, parse_duration,
-                     print_json, setup, state)
+from ..limits import describe
+from .common import (Device, EncodingErrors, Files, Json, Overwrite, Seed, Threads, TrainingView, examples, info,
+                     metrics_table, out_console, parse_duration, print_json, setup, state)
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a character language model (lm) or a translator (mt).")
 
-CELL = typer.Option("lstm", "--cell", help="Recurrent cell: rnn (tanh), lstm or gru.")
-# GRU for the LM, measured: 0.062 nats/char below LSTM on Quijote in 15 CPU-minutes, a tie on tiny-shakespeare,
-# and 10-20% faster (BENCHMARKS.md)
-LM_CELL = typer.Option("gru", "--cell", help="Recurrent cell: rnn (tanh), lstm or gru.")
-OVERWRITE = typer.Option(False, "--overwrite", help="Start over in an existing -o: replace nlp-rnn's own files "
-                         "there (a directory nlp-rnn did not make keeps everything else).")
-NEW_DATA = typer.Option(False, "--new-data", help="With --resume: continue even though the corpus has changed.")
-PRECISION = typer.Option("auto", "--precision",
-                         help="auto (bf16 where the hardware has it, else fp32), fp32, bf16 (autocast) or fp16 (GPU).")
+
+def _opt(*names: str, help: str, limit: str | None = None):
+    return typer.Option(*names, help=help + (describe(limit) if limit else ""))
 
 
-def _train_config(lr, warmup, weight_decay, clip, max_time, max_steps, epochs, eval_every, save_every,
-                  save_every_minutes, keep, patience, max_bad_steps, precision, seed):
-    from ..training import TrainConfig
+# ---------------------------------------------------------------------------------------------- shared options
 
-    return TrainConfig(lr=lr, warmup=warmup, weight_decay=weight_decay, clip=clip, max_time=parse_duration(max_time),
-                       max_steps=max_steps, epochs=epochs, eval_every=eval_every, save_every=save_every,
-                       save_every_minutes=save_every_minutes, keep=keep, patience=patience,
-                       max_bad_steps=max_bad_steps, precision=precision, seed=seed).validate()
+Out = Annotated[Path, _opt("-o", "--out", help="Run directory (checkpoints, log, final model); created with its "
+                                              "parents. Must be new, or a run of nlp-rnn's (see --resume, --overwrite).")]
+Dataset = Annotated[Optional[str], _opt("--dataset", help="A `datasets` name on the hub, or a builder (text, json, "
+                                                          "csv) for local --data-files.")]
+DatasetConfig = Annotated[Optional[str], _opt("--dataset-config", help="The --dataset's configuration name.")]
+Split = Annotated[str, _opt("--split", help="The --dataset's split to train on.")]
+DataFiles = Annotated[Optional[List[str]], _opt("--data-files", help="Local files for a --dataset builder.")]
+Cell = Annotated[str, _opt("--cell", help="Recurrent cell: rnn (tanh), lstm or gru.")]
+Layers = Annotated[int, _opt("--layers", help="Stacked recurrent layers.", limit="layers")]
+Hidden = Annotated[int, _opt("--hidden", help="Units per recurrent layer.", limit="hidden")]
+Embed = Annotated[int, _opt("--embed", help="Size of the token embeddings.", limit="embed")]
+Dropout = Annotated[float, _opt("--dropout", help="Dropout between layers and before the output.", limit="dropout")]
+Lr = Annotated[float, _opt("--lr", help="Peak learning rate (AdamW).", limit="lr")]
+Warmup = Annotated[int, _opt("--warmup", help="Steps of linear warmup before the cosine decay.", limit="warmup")]
+WeightDecay = Annotated[float, _opt("--weight-decay", help="AdamW weight decay (not on embeddings, biases).",
+                                    limit="weight_decay")]
+Clip = Annotated[float, _opt("--clip", help="Gradient-norm clipping (0: off).", limit="clip")]
+MaxTime = Annotated[Optional[str], _opt("--max-time", help="Time budget like 90s, 15m, 1h30m.")]
+MaxSteps = Annotated[Optional[int], _opt("--max-steps", help="Step budget.", limit="max_steps")]
+Epochs = Annotated[Optional[float], _opt("--epochs", help="Budget in passes over the training data.", limit="epochs")]
+EvalEvery = Annotated[int, _opt("--eval-every", help="Validate (and checkpoint) every N steps.", limit="eval_every")]
+SaveEvery = Annotated[Optional[int], _opt("--save-every", help="Also checkpoint every N steps.", limit="save_every")]
+SaveEveryMinutes = Annotated[Optional[float], _opt("--save-every-minutes", help="Also checkpoint every M minutes.",
+                                                   limit="save_every_minutes")]
+Keep = Annotated[int, _opt("--keep", help="Resumable checkpoints kept besides the best.", limit="keep")]
+Patience = Annotated[Optional[int], _opt("--patience", help="Stop after N evaluations without improvement.",
+                                         limit="patience")]
+MaxBadSteps = Annotated[int, _opt("--max-bad-steps", help="Stop after N non-finite steps in a row (each is skipped).",
+                                  limit="max_bad_steps")]
+Precision = Annotated[str, _opt("--precision", help="auto (bf16 where the CPU has it, TF32 on CUDA), fp32, bf16 "
+                                                    "(autocast) or fp16 (GPU).")]
+Resume = Annotated[bool, _opt("--resume", help="Continue the run in -o from its latest checkpoint (same command).")]
+NewData = Annotated[bool, _opt("--new-data", help="With --resume: continue although the corpus has changed.")]
+Distributed = Annotated[bool, _opt("--distributed", help="Train on --nproc processes with torchrun (DDP).")]
+Nproc = Annotated[int, _opt("--nproc", help="Processes for --distributed on this machine.", limit="nproc")]
+Deterministic = Annotated[bool, _opt("--deterministic", help="Bit-for-bit repeatable CPU runs (slower).")]
+Plot = Annotated[bool, _opt("--plot", help="Draw the loss curves to OUT/curves.png (needs matplotlib).")]
+
+
+def _train_config(base: TrainConfig, **values) -> TrainConfig:
+    from ..configs import recipe
+
+    values["max_time"] = parse_duration(values["max_time"])
+    return recipe(base, **values)
 
 
 def _distributed(distributed: bool, nproc: int, dev):
@@ -42,8 +79,9 @@ def _distributed(distributed: bool, nproc: int, dev):
 
         from torch.distributed.run import main as torchrun
 
-        if nproc < 2:
-            raise UsageError(f"--nproc must be at least 2 with --distributed, not {nproc}")
+        from ..limits import check
+
+        check("nproc", nproc)
         argv = [a for a in sys.argv[1:] if a != "--distributed"]
         if "--nproc" in argv:
             i = argv.index("--nproc")
@@ -57,7 +95,11 @@ def _distributed(distributed: bool, nproc: int, dev):
     return (d.rank, d.world), wrap, d.is_main
 
 
-def _report(summary: dict, as_json: bool, title: str) -> None:
+def _finish(summary: dict, out: Path, plot: bool, as_json: bool, title: str) -> None:
+    if plot:
+        from ..plot import plot_run
+
+        info(f"curves written to {plot_run(out)}")
     if as_json:
         print_json(summary)
         return
@@ -71,53 +113,34 @@ def _report(summary: dict, as_json: bool, title: str) -> None:
     out_console.print(f"model written to {summary['model']}")
 
 
-@train_app.command("lm")
+# ---------------------------------------------------------------------------------------------- train lm
+
+@train_app.command("lm", epilog=examples(
+    "nlp-rnn train lm corpus/*.txt -o runs/shakespeare --max-time 15m --threads 1",
+    "nlp-rnn train lm --dataset text --data-files big.txt -o runs/big --epochs 1 --cell lstm --layers 2"))
 def train_lm(
-    corpus: Optional[List[str]] = typer.Argument(None, help="Text files, directories or globs (.txt, .jsonl)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Run directory (checkpoints, log, final model)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="A `datasets` name (hub) or builder (text/json/csv)."),
-    dataset_config: Optional[str] = typer.Option(None, "--dataset-config"),
-    split: str = typer.Option("train", "--split"),
-    data_files: Optional[List[str]] = typer.Option(None, "--data-files", help="Local files for a --dataset builder."),
-    text_field: str = typer.Option("text", "--text-field", help="Field of .jsonl records / dataset rows."),
-    val: Optional[List[str]] = typer.Option(None, "--val", help="Validation text (default: hold out the corpus's end)."),
-    val_fraction: float = typer.Option(0.05, "--val-fraction"),
-    encoding_errors: str = typer.Option("strict", "--encoding-errors", help="strict, or replace bad UTF-8 with U+FFFD."),
-    min_freq: int = typer.Option(1, "--min-freq", help="Characters rarer than this become <unk>."),
-    cell: str = LM_CELL,
-    layers: int = typer.Option(1, "--layers"),
-    hidden: int = typer.Option(512, "--hidden"),
-    embed: int = typer.Option(64, "--embed"),
-    dropout: float = typer.Option(0.1, "--dropout"),
-    tie_weights: bool = typer.Option(False, "--tie-weights", help="Share embedding and output weights (embed == hidden)."),
-    bptt: int = typer.Option(128, "--bptt", help="Truncated-BPTT window in characters."),
-    batch_size: int = typer.Option(64, "--batch-size", "--global-batch-size",
-                                   help="Parallel streams per optimizer step, across all processes."),
-    lr: float = typer.Option(2e-3, "--lr"),
-    warmup: int = typer.Option(0, "--warmup"),
-    weight_decay: float = typer.Option(0.01, "--weight-decay"),
-    clip: float = typer.Option(5.0, "--clip", help="Gradient-norm clipping (0: off)."),
-    max_time: Optional[str] = typer.Option(None, "--max-time", help="Budget like 90s, 15m, 1h."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-    epochs: Optional[float] = typer.Option(None, "--epochs"),
-    eval_every: int = typer.Option(500, "--eval-every"),
-    save_every: Optional[int] = typer.Option(None, "--save-every", help="Also checkpoint every N steps."),
-    save_every_minutes: Optional[float] = typer.Option(None, "--save-every-minutes"),
-    keep: int = typer.Option(2, "--keep", help="Resumable checkpoints kept besides the best."),
-    patience: Optional[int] = typer.Option(None, "--patience", help="Stop after N evaluations without improvement."),
-    max_bad_steps: int = typer.Option(20, "--max-bad-steps"),
-    precision: str = PRECISION,
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in -o from its latest checkpoint."),
-    overwrite: bool = OVERWRITE,
-    new_data: bool = NEW_DATA,
-    distributed: bool = typer.Option(False, "--distributed", help="Train on --nproc processes with torchrun (DDP)."),
-    nproc: int = typer.Option(2, "--nproc", help="Processes for --distributed on this machine."),
-    deterministic: bool = typer.Option(False, "--deterministic", help="Bit-for-bit repeatable CPU runs."),
-    plot: bool = typer.Option(False, "--plot", help="Write loss curves to OUT/curves.png (needs matplotlib)."),
-    as_json: bool = JSON,
-    seed: Optional[int] = SEED,
-    threads: Optional[int] = THREADS,
-    device: str = DEVICE,
+    corpus: Files = None,
+    out: Out = ...,
+    dataset: Dataset = None, dataset_config: DatasetConfig = None, split: Split = "train", data_files: DataFiles = None,
+    text_field: Annotated[str, _opt("--text-field", help="Field of .jsonl records / dataset rows.")] = "text",
+    val: Annotated[Optional[List[str]], _opt("--val", help="Validation text (default: held out from the corpus).")] = None,
+    val_fraction: Annotated[float, _opt("--val-fraction", help="Share of the corpus held out when no --val is given.",
+                                        limit="val_fraction")] = 0.05,
+    encoding_errors: EncodingErrors = "strict",
+    min_freq: Annotated[int, _opt("--min-freq", help="Characters rarer than this become <unk>.", limit="min_freq")] = 1,
+    cell: Cell = "gru", layers: Layers = 1, hidden: Hidden = 512, embed: Embed = 64, dropout: Dropout = 0.1,
+    tie_weights: Annotated[bool, _opt("--tie-weights", help="Share embedding and output weights (embed == hidden).")] = False,
+    bptt: Annotated[int, _opt("--bptt", help="Truncated-BPTT window in characters.", limit="bptt")] = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size", "--global-batch-size", help="Parallel streams per "
+                                            "optimizer step, across all processes." + describe("batch_size"))] = 64,
+    lr: Lr = LM_TRAINING.lr, warmup: Warmup = LM_TRAINING.warmup, weight_decay: WeightDecay = LM_TRAINING.weight_decay,
+    clip: Clip = LM_TRAINING.clip, max_time: MaxTime = None, max_steps: MaxSteps = None, epochs: Epochs = None,
+    eval_every: EvalEvery = LM_TRAINING.eval_every, save_every: SaveEvery = None,
+    save_every_minutes: SaveEveryMinutes = None, keep: Keep = LM_TRAINING.keep, patience: Patience = None,
+    max_bad_steps: MaxBadSteps = LM_TRAINING.max_bad_steps, precision: Precision = "auto",
+    resume: Resume = False, overwrite: Overwrite = False, new_data: NewData = False,
+    distributed: Distributed = False, nproc: Nproc = 2, deterministic: Deterministic = False, plot: Plot = False,
+    as_json: Json = False, seed: Seed = None, threads: Threads = None, device: Device = "auto",
 ):
     """Train a character-level language model with truncated backpropagation through time."""
     from .. import corpora, runtime, tasks
@@ -125,8 +148,10 @@ def train_lm(
 
     dev = setup(threads, device)
     runtime.set_deterministic(deterministic)
-    cfg = _train_config(lr, warmup, weight_decay, clip, max_time, max_steps, epochs, eval_every, save_every,
-                        save_every_minutes, keep, patience, max_bad_steps, precision, 1234 if seed is None else seed)
+    cfg = _train_config(LM_TRAINING, lr=lr, warmup=warmup, weight_decay=weight_decay, clip=clip, max_time=max_time,
+                        max_steps=max_steps, epochs=epochs, eval_every=eval_every, save_every=save_every,
+                        save_every_minutes=save_every_minutes, keep=keep, patience=patience,
+                        max_bad_steps=max_bad_steps, precision=precision, seed=DEFAULT_SEED if seed is None else seed)
     model_options = dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights)
     data = tasks.LMData(batch_size=batch_size, bptt=bptt, min_freq=min_freq, val_fraction=val_fraction)
     tasks.check_lm_options(model_options, data)
@@ -136,80 +161,64 @@ def train_lm(
     with TrainingView("chars", bits=True) as view:
         run = Run(out, dev, resume, overwrite, new_data, view, shard, ddp_wrap)
         summary = tasks.train_lm(source, val_source, run, model_options, cfg, data)
-    if not is_main:
-        return
-    if plot:
-        from ..plot import plot_run
-
-        info(f"curves written to {plot_run(out)}")
-    _report(summary, as_json, "language model training")
+    if is_main:
+        _finish(summary, out, plot, as_json, "language model training")
 
 
-@train_app.command("mt")
+# ---------------------------------------------------------------------------------------------- train mt
+
+@train_app.command("mt", epilog=examples(
+    "nlp-rnn train mt --src train.de --tgt train.en --src-lang de --tgt-lang en -o runs/de-en --max-time 20m",
+    "nlp-rnn train mt --pairs spa.txt --src-lang en --tgt-lang es -o runs/anki --epochs 10"))
 def train_mt(
-    out: Path = typer.Option(..., "-o", "--out", help="Run directory (checkpoints, log, final model)."),
-    src: Optional[Path] = typer.Option(None, "--src", help="Source side, one sentence per line."),
-    tgt: Optional[Path] = typer.Option(None, "--tgt", help="Target side, aligned with --src."),
-    pairs: Optional[Path] = typer.Option(None, "--pairs", help="TSV/CSV (source, target columns) or JSONL pairs."),
-    dataset: Optional[str] = typer.Option(None, "--dataset"),
-    dataset_config: Optional[str] = typer.Option(None, "--dataset-config"),
-    split: str = typer.Option("train", "--split"),
-    data_files: Optional[List[str]] = typer.Option(None, "--data-files"),
-    src_col: int = typer.Option(0, "--src-col", help="0-based source column of --pairs TSV/CSV."),
-    tgt_col: int = typer.Option(1, "--tgt-col"),
-    src_field: Optional[str] = typer.Option(None, "--src-field", help="JSONL/dataset field (default: src, or --src-lang)."),
-    tgt_field: Optional[str] = typer.Option(None, "--tgt-field"),
-    src_lang: Optional[str] = typer.Option(None, "--src-lang", help="Recorded in the checkpoint, e.g. de."),
-    tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang"),
-    val_src: Optional[Path] = typer.Option(None, "--val-src"),
-    val_tgt: Optional[Path] = typer.Option(None, "--val-tgt"),
-    val_pairs: Optional[Path] = typer.Option(None, "--val-pairs"),
-    val_fraction: float = typer.Option(0.05, "--val-fraction"),
-    max_len: int = typer.Option(100, "--max-len", help="Drop pairs with a side longer than this many words."),
-    encoding_errors: str = typer.Option("strict", "--encoding-errors"),
-    src_tokenizer: Optional[Path] = typer.Option(None, "--src-tokenizer", help="Existing tokenizer directory."),
-    tgt_tokenizer: Optional[Path] = typer.Option(None, "--tgt-tokenizer"),
-    tokenizer_type: str = typer.Option("unigram", "--tokenizer-type", help="unigram, bpe or char."),
-    vocab_size: int = typer.Option(8000, "--vocab-size"),
-    joint_vocab: bool = typer.Option(False, "--joint-vocab", help="One vocabulary for both sides."),
-    share_embeddings: bool = typer.Option(False, "--share-embeddings", help="Needs --joint-vocab."),
-    tie_output: bool = typer.Option(False, "--tie-output", help="Output layer shares the target embedding."),
-    cell: str = CELL,
-    attention: str = typer.Option("luong", "--attention", help="none (context vector only), bahdanau or luong."),
-    input_feed: bool = typer.Option(True, "--input-feed/--no-input-feed", help="Luong input feeding."),
-    bidirectional: bool = typer.Option(True, "--bidirectional/--unidirectional"),
-    layers: int = typer.Option(2, "--layers"),
-    hidden: int = typer.Option(256, "--hidden"),
-    embed: int = typer.Option(256, "--embed"),
-    dropout: float = typer.Option(0.3, "--dropout"),
-    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
-    batch_tokens: int = typer.Option(2048, "--batch-tokens", "--global-batch-size",
-                                     help="Padded target tokens per optimizer step, across all processes."),
-    lr: float = typer.Option(2e-3, "--lr"),
-    warmup: int = typer.Option(200, "--warmup"),
-    weight_decay: float = typer.Option(0.01, "--weight-decay"),
-    clip: float = typer.Option(1.0, "--clip"),
-    max_time: Optional[str] = typer.Option(None, "--max-time"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-    epochs: Optional[float] = typer.Option(None, "--epochs"),
-    eval_every: int = typer.Option(500, "--eval-every"),
-    save_every: Optional[int] = typer.Option(None, "--save-every"),
-    save_every_minutes: Optional[float] = typer.Option(None, "--save-every-minutes"),
-    keep: int = typer.Option(2, "--keep"),
-    patience: Optional[int] = typer.Option(None, "--patience"),
-    max_bad_steps: int = typer.Option(20, "--max-bad-steps"),
-    precision: str = PRECISION,
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in -o from its latest checkpoint."),
-    overwrite: bool = OVERWRITE,
-    new_data: bool = NEW_DATA,
-    distributed: bool = typer.Option(False, "--distributed", help="Train on --nproc processes with torchrun (DDP)."),
-    nproc: int = typer.Option(2, "--nproc", help="Processes for --distributed on this machine."),
-    deterministic: bool = typer.Option(False, "--deterministic"),
-    plot: bool = typer.Option(False, "--plot"),
-    as_json: bool = JSON,
-    seed: Optional[int] = SEED,
-    threads: Optional[int] = THREADS,
-    device: str = DEVICE,
+    out: Out = ...,
+    src: Annotated[Optional[Path], _opt("--src", help="Source side, one sentence per line.")] = None,
+    tgt: Annotated[Optional[Path], _opt("--tgt", help="Target side, aligned with --src line by line.")] = None,
+    pairs: Annotated[Optional[Path], _opt("--pairs", help="TSV/CSV (source, target columns) or JSONL pairs.")] = None,
+    dataset: Dataset = None, dataset_config: DatasetConfig = None, split: Split = "train", data_files: DataFiles = None,
+    src_col: Annotated[int, _opt("--src-col", help="0-based source column of --pairs TSV/CSV.")] = 0,
+    tgt_col: Annotated[int, _opt("--tgt-col", help="0-based target column of --pairs TSV/CSV.")] = 1,
+    src_field: Annotated[Optional[str], _opt("--src-field", help="JSONL/dataset field of the source "
+                                                                 "(default: src, or --src-lang).")] = None,
+    tgt_field: Annotated[Optional[str], _opt("--tgt-field", help="JSONL/dataset field of the target "
+                                                                 "(default: tgt, or --tgt-lang).")] = None,
+    src_lang: Annotated[Optional[str], _opt("--src-lang", help="Source language code, recorded in the checkpoint.")] = None,
+    tgt_lang: Annotated[Optional[str], _opt("--tgt-lang", help="Target language code, recorded in the checkpoint.")] = None,
+    val_src: Annotated[Optional[Path], _opt("--val-src", help="Validation sources (with --val-tgt).")] = None,
+    val_tgt: Annotated[Optional[Path], _opt("--val-tgt", help="Validation references, aligned with --val-src.")] = None,
+    val_pairs: Annotated[Optional[Path], _opt("--val-pairs", help="Validation pairs in the layout of --pairs.")] = None,
+    val_fraction: Annotated[float, _opt("--val-fraction", help="Share of pairs held out when no validation set is "
+                                                               "given.", limit="val_fraction")] = 0.05,
+    max_len: Annotated[int, _opt("--max-len", help="Drop pairs with a side longer than this many words.",
+                                 limit="max_len")] = 100,
+    encoding_errors: EncodingErrors = "strict",
+    src_tokenizer: Annotated[Optional[Path], _opt("--src-tokenizer", help="An existing source tokenizer directory.")] = None,
+    tgt_tokenizer: Annotated[Optional[Path], _opt("--tgt-tokenizer", help="An existing target tokenizer directory.")] = None,
+    tokenizer_type: Annotated[str, _opt("--tokenizer-type", help="unigram, bpe (sentencepiece) or char.")] = "unigram",
+    vocab_size: Annotated[int, _opt("--vocab-size", help="Vocabulary size of each trained tokenizer.",
+                                    limit="vocab_size")] = 8000,
+    joint_vocab: Annotated[bool, _opt("--joint-vocab", help="One vocabulary for both sides.")] = False,
+    share_embeddings: Annotated[bool, _opt("--share-embeddings", help="One embedding table for both sides "
+                                                                      "(needs --joint-vocab).")] = False,
+    tie_output: Annotated[bool, _opt("--tie-output", help="The output layer shares the target embedding "
+                                                          "(needs --embed == --hidden).")] = False,
+    cell: Cell = "lstm",
+    attention: Annotated[str, _opt("--attention", help="none (context vector only), bahdanau or luong.")] = "luong",
+    input_feed: Annotated[bool, _opt("--input-feed/--no-input-feed", help="Luong input feeding.")] = True,
+    bidirectional: Annotated[bool, _opt("--bidirectional/--unidirectional", help="Encoder reads both ways.")] = True,
+    layers: Layers = 2, hidden: Hidden = 256, embed: Embed = 256, dropout: Dropout = 0.3,
+    label_smoothing: Annotated[float, _opt("--label-smoothing", help="Share of the target probability spread over "
+                                                                     "the vocabulary.", limit="label_smoothing")] = 0.1,
+    batch_tokens: Annotated[int, typer.Option("--batch-tokens", "--global-batch-size", help="Padded target tokens per "
+                                              "optimizer step, across all processes." + describe("batch_tokens"))] = 2048,
+    lr: Lr = MT_TRAINING.lr, warmup: Warmup = MT_TRAINING.warmup, weight_decay: WeightDecay = MT_TRAINING.weight_decay,
+    clip: Clip = MT_TRAINING.clip, max_time: MaxTime = None, max_steps: MaxSteps = None, epochs: Epochs = None,
+    eval_every: EvalEvery = MT_TRAINING.eval_every, save_every: SaveEvery = None,
+    save_every_minutes: SaveEveryMinutes = None, keep: Keep = MT_TRAINING.keep, patience: Patience = None,
+    max_bad_steps: MaxBadSteps = MT_TRAINING.max_bad_steps, precision: Precision = "auto",
+    resume: Resume = False, overwrite: Overwrite = False, new_data: NewData = False,
+    distributed: Distributed = False, nproc: Nproc = 2, deterministic: Deterministic = False, plot: Plot = False,
+    as_json: Json = False, seed: Seed = None, threads: Threads = None, device: Device = "auto",
 ):
     """Train an encoder-decoder translator (context vector, Bahdanau or Luong attention)."""
     from .. import corpora, runtime, tasks
@@ -217,9 +226,11 @@ def train_mt(
 
     dev = setup(threads, device)
     runtime.set_deterministic(deterministic)
-    seed = 1234 if seed is None else seed
-    cfg = _train_config(lr, warmup, weight_decay, clip, max_time, max_steps, epochs, eval_every, save_every,
-                        save_every_minutes, keep, patience, max_bad_steps, precision, seed)
+    seed = DEFAULT_SEED if seed is None else seed
+    cfg = _train_config(MT_TRAINING, lr=lr, warmup=warmup, weight_decay=weight_decay, clip=clip, max_time=max_time,
+                        max_steps=max_steps, epochs=epochs, eval_every=eval_every, save_every=save_every,
+                        save_every_minutes=save_every_minutes, keep=keep, patience=patience,
+                        max_bad_steps=max_bad_steps, precision=precision, seed=seed)
     if tokenizer_type not in ("unigram", "bpe", "char"):
         raise UsageError(f"--tokenizer-type must be unigram, bpe or char, not {tokenizer_type!r}")
     model_options = dict(cell=cell, attention=attention, input_feed=input_feed, bidirectional=bidirectional,
@@ -227,34 +238,26 @@ def train_mt(
                          share_embeddings=share_embeddings, tie_output=tie_output)
     tasks.check_mt_options(model_options, batch_tokens)
     shard, ddp_wrap, is_main = _distributed(distributed, nproc, dev)
-    src_field = src_field or src_lang
-    tgt_field = tgt_field or tgt_lang
-    corpus = corpora.open_parallel(str(src) if src else None, str(tgt) if tgt else None, str(pairs) if pairs else None,
-                                   dataset, dataset_config, split, data_files, src_col, tgt_col, src_field, tgt_field,
-                                   max_len, encoding_errors)
+    src_field, tgt_field = src_field or src_lang, tgt_field or tgt_lang
+    path = lambda p: str(p) if p else None  # noqa: E731
+    corpus = corpora.open_parallel(path(src), path(tgt), path(pairs), dataset, dataset_config, split, data_files,
+                                   src_col, tgt_col, src_field, tgt_field, max_len, encoding_errors)
     train_pairs = corpus.pairs
     if val_src or val_tgt or val_pairs:
-        held = corpora.open_parallel(str(val_src) if val_src else None, str(val_tgt) if val_tgt else None,
-                                     str(val_pairs) if val_pairs else None, src_col=src_col, tgt_col=tgt_col,
+        held = corpora.open_parallel(path(val_src), path(val_tgt), path(val_pairs), src_col=src_col, tgt_col=tgt_col,
                                      src_field=src_field, tgt_field=tgt_field, encoding_errors=encoding_errors).pairs
     else:
         train_pairs, held = corpora.split_pairs(train_pairs, val_fraction, seed)
     dropped = ", ".join(f"{n} {why}" for why, n in corpus.stats.dropped.items())
     info(f"training on {len(train_pairs):,} pairs{f' ({dropped} dropped)' if dropped else ''}, "
          f"validating on {len(held):,} ({dev.type})")
-    plan = tasks.TokenizerPlan(str(src_tokenizer) if src_tokenizer else None, str(tgt_tokenizer) if tgt_tokenizer else None,
-                               tokenizer_type, vocab_size, joint_vocab)
-    meta = {"src_lang": src_lang, "tgt_lang": tgt_lang}
+    plan = tasks.TokenizerPlan(path(src_tokenizer), path(tgt_tokenizer), tokenizer_type, vocab_size, joint_vocab)
     with TrainingView("tgt tokens") as view:
         run = Run(out, dev, resume, overwrite, new_data, view, shard, ddp_wrap)
-        summary = tasks.train_mt(train_pairs, held, run, model_options, cfg, plan, max_tokens=batch_tokens, meta=meta)
-    if not is_main:
-        return
-    if plot:
-        from ..plot import plot_run
-
-        info(f"curves written to {plot_run(out)}")
-    _report(summary, as_json, "translator training")
+        summary = tasks.train_mt(train_pairs, held, run, model_options, cfg, plan, max_tokens=batch_tokens,
+                                 meta={"src_lang": src_lang, "tgt_lang": tgt_lang})
+    if is_main:
+        _finish(summary, out, plot, as_json, "translator training")
 
 
 def register(app: typer.Typer) -> None:
