@@ -8,23 +8,34 @@
 
 A training run directory holds `checkpoints/step-NNNNNNN/` (resumable), the pointer files `latest` and `best`
 (JSON, replaced atomically) and `model/`, the final model. `-m` accepts a checkpoint or a run directory.
+
+Whatever is read back is untrusted. Every JSON file is capped in size and nesting and checked against a schema;
+the safetensors header is checked against the model config (on the `meta` device, which allocates nothing)
+before any tensor is allocated or read; no file may lead out of its checkpoint through a link; non-finite
+weights are refused. Each problem is a CheckpointError naming the file and the field or tensor.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import os
+import random
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file
+from safetensors.torch import load_file, save_file
+from torch.overrides import TorchFunctionMode
 
 from . import __version__
 from .atomic import atomic_dir, atomic_write_text
 from .errors import CheckpointError, NlpRnnError, UsageError
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
-from .tokenizers import load_tokenizer
+from .tokenizers import SPM_FILE, TOKENIZER_FILE, load_tokenizer
 
 FORMAT = "nlp-rnn"
 FORMAT_VERSION = 1
@@ -34,6 +45,400 @@ TOKENIZER_DIRS = {"lm": ("tokenizer",), "mt": ("src_tokenizer", "tgt_tokenizer")
 MODELS = {"lm": (CharLM, LMConfig), "mt": (Seq2Seq, Seq2SeqConfig)}
 KIND_NAMES = {"lm": "a character language model", "mt": "a translator"}
 
+# What a file may ask for, checked before anything is allocated: generous for real models (the shipped ones
+# have under 2M parameters), small enough that no file can exhaust the machine or loop for minutes.
+MAX_VOCAB = 1_000_000
+MAX_WIDTH = 16_384              # embed, hidden
+MAX_LAYERS = 64
+MAX_PARAMETERS = 2 ** 31        # 8 GiB of fp32 weights
+MAX_COUNT = 2 ** 53             # steps, tokens and other counters of trainer state
+MAX_JSON_BYTES = 16 << 20       # any JSON file (trainer.json grows with the evaluation history)
+MAX_JSON_DEPTH = 32             # nesting of arrays and objects; ours nest 4 deep
+MAX_HEADER_BYTES = 1 << 20      # a safetensors header; ours are a few KB
+MAX_TOKENIZER_BYTES = 64 << 20  # a sentencepiece model
+SIZE_FIELDS = {"vocab_size": MAX_VOCAB, "src_vocab": MAX_VOCAB, "tgt_vocab": MAX_VOCAB,
+               "embed": MAX_WIDTH, "hidden": MAX_WIDTH, "layers": MAX_LAYERS}
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+
+
+# ---------------------------------------------------------------------------------------------- JSON schemas
+# A schema is one of the small classes below; `check(value, at)` raises _Invalid naming the field (`at`, e.g.
+# "model.hidden" or "progress.history[3].step"). Bools are never numbers, unknown object fields are refused.
+
+class _Invalid(Exception):
+    def __init__(self, at: str, problem: str):
+        super().__init__(f"{at}: {problem}" if at else problem)
+
+
+def _kind(v) -> str:
+    """The JSON name of a value's type, for messages."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    return {int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}[type(v)]
+
+
+def _show(v) -> str:
+    """A value for a message, at most 40 characters."""
+    text = f"{v:,}" if type(v) is int else f"{v:g}" if type(v) is float else json.dumps(v, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Int:
+    def __init__(self, lo: int = 0, hi: int = MAX_COUNT):
+        self.lo, self.hi = lo, hi
+
+    def check(self, v, at):
+        if type(v) is not int:
+            raise _Invalid(at, f"must be a whole number, not {_kind(v)}")
+        if not self.lo <= v <= self.hi:
+            raise _Invalid(at, f"must be from {self.lo:,} to {self.hi:,}, not {_show(v)}")
+
+
+class Num:
+    """A number (ints too); NaN never, infinities only when `finite` is False."""
+
+    def __init__(self, lo: float = -math.inf, hi: float = math.inf, finite: bool = True):
+        self.lo, self.hi, self.finite = lo, hi, finite
+
+    def check(self, v, at):
+        if type(v) not in (int, float):
+            raise _Invalid(at, f"must be a number, not {_kind(v)}")
+        if type(v) is float and (math.isnan(v) or (self.finite and math.isinf(v))):
+            raise _Invalid(at, f"must be a finite number, not {v}")
+        if not self.lo <= v <= self.hi:
+            raise _Invalid(at, f"must be from {self.lo:g} to {self.hi:g}, not {_show(v)}")
+
+
+class Str:
+    def __init__(self, max_len: int = 4096):
+        self.max_len = max_len
+
+    def check(self, v, at):
+        if type(v) is not str:
+            raise _Invalid(at, f"must be a string, not {_kind(v)}")
+        if len(v) > self.max_len:
+            raise _Invalid(at, f"is a string of {len(v):,} characters (at most {self.max_len:,})")
+
+
+class Bool:
+    def check(self, v, at):
+        if type(v) is not bool:
+            raise _Invalid(at, f"must be true or false, not {_kind(v)}")
+
+
+class Choice:
+    """One of a few literal values (of the same JSON type: 1 is not true)."""
+
+    def __init__(self, *values):
+        self.values = values
+
+    def check(self, v, at):
+        if not any(type(v) is type(c) and v == c for c in self.values):
+            raise _Invalid(at, f"must be one of {', '.join(map(json.dumps, self.values))}, not {_show(v)}")
+
+
+class Maybe:
+    def __init__(self, schema):
+        self.schema = schema
+
+    def check(self, v, at):
+        if v is not None:
+            self.schema.check(v, at)
+
+
+class Scalar:
+    """A number, string, boolean or null: a value that holds nothing else."""
+
+    def check(self, v, at):
+        if isinstance(v, (list, dict)):
+            raise _Invalid(at, f"must be a number, string, boolean or null, not {_kind(v)}")
+
+
+class Anything:
+    """Any JSON value (its nesting is capped when the file is parsed)."""
+
+    def check(self, v, at):
+        pass
+
+
+class ListOf:
+    def __init__(self, item, max_len: int = 1_000_000, length: int | None = None):
+        self.item, self.max_len, self.length = item, max_len, length
+
+    def check(self, v, at):
+        if type(v) is not list:
+            raise _Invalid(at, f"must be an array, not {_kind(v)}")
+        if self.length is not None and len(v) != self.length:
+            raise _Invalid(at, f"must hold {self.length} items, not {len(v)}")
+        if len(v) > self.max_len:
+            raise _Invalid(at, f"holds {len(v):,} items (at most {self.max_len:,})")
+        for i, x in enumerate(v):
+            self.item.check(x, f"{at}[{i}]")
+
+
+class Tuple:
+    """An array of fixed length, each position with its own schema."""
+
+    def __init__(self, *items):
+        self.items = items
+
+    def check(self, v, at):
+        ListOf(Anything(), length=len(self.items)).check(v, at)
+        for i, (x, s) in enumerate(zip(v, self.items)):
+            s.check(x, f"{at}[{i}]")
+
+
+class Fields:
+    """An object with these fields; `extra` (a schema) admits other keys, otherwise they are refused."""
+
+    def __init__(self, required: dict, optional: dict | None = None, extra=None):
+        self.required, self.optional, self.extra = required, optional or {}, extra
+
+    def check(self, v, at):
+        if type(v) is not dict:
+            raise _Invalid(at, f"must be an object, not {_kind(v)}")
+        for key in self.required:
+            if key not in v:
+                raise _Invalid(_join(at, key), "missing")
+        for key, x in v.items():
+            schema = self.required.get(key) or self.optional.get(key) or self.extra
+            if schema is None:
+                raise _Invalid(_join(at, key), "unknown field")
+            schema.check(x, _join(at, key))
+
+
+class MapOf:
+    """An object with any keys (matching `key`, a regular expression, when given), each value of one schema."""
+
+    def __init__(self, value, key: str | None = None, max_len: int = 100_000):
+        self.value, self.key, self.max_len = value, key and re.compile(key), max_len
+
+    def check(self, v, at):
+        if type(v) is not dict:
+            raise _Invalid(at, f"must be an object, not {_kind(v)}")
+        if len(v) > self.max_len:
+            raise _Invalid(at, f"holds {len(v):,} fields (at most {self.max_len:,})")
+        for key, x in v.items():
+            if self.key and not self.key.fullmatch(key):
+                raise _Invalid(_join(at, key), "unexpected field name")
+            self.value.check(x, _join(at, key))
+
+
+def _join(at: str, key: str) -> str:
+    return f"{at}.{key}" if at else key
+
+
+def _validate(value, schema, path: Path, at: str = ""):
+    """`value` when it fits `schema`, else a CheckpointError naming the file and the field."""
+    try:
+        schema.check(value, at)
+    except _Invalid as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return value
+
+
+META = Fields({}, {"src_lang": Maybe(Str(64)), "tgt_lang": Maybe(Str(64)), "test_metrics": MapOf(Scalar()),
+                   "command": ListOf(Str())}, extra=Anything())
+POINTER = Fields({"path": Str(), "step": Int()}, {"score": Num(finite=False)})
+TOKENIZER = Fields({"kind": Choice("char", "sentencepiece")}, {"chars": Str(MAX_VOCAB), "model": Str(255)},
+                   extra=Anything())  # tokenizers.py owns the format: only what is checked here is known
+PROGRESS = Fields({  # mirrors training.Progress (tests check that the two agree)
+    "step": Int(), "epoch": Int(), "position": Int(), "elapsed": Num(0), "planned_steps": Int(),
+    "best_score": Num(finite=False), "best_step": Int(), "evals_since_best": Int(), "bad_steps": Int(),
+    "skipped_steps": Int(), "tokens": Int(), "history": ListOf(Fields({"step": Int()}, extra=Anything()))})
+PARAM_GROUP = Fields(  # AdamW's, as the Trainer makes it
+    {"params": ListOf(Int(0, MAX_PARAMETERS)), "lr": Num(0), "betas": Tuple(Num(0, 1), Num(0, 1)), "eps": Num(0),
+     "weight_decay": Num(0)},
+    {"amsgrad": Bool(), "maximize": Bool(), "foreach": Maybe(Bool()), "fused": Maybe(Bool()),
+     "capturable": Choice(False), "differentiable": Choice(False), "decoupled_weight_decay": Bool()},
+    extra=Scalar())
+TRAINER = Fields(
+    {"param_groups": ListOf(PARAM_GROUP, max_len=64), "scalars": MapOf(Num(0), key=r"\d{1,10}\.step"),
+     "progress": PROGRESS},
+    {"python_random": Maybe(Tuple(Choice(3), ListOf(Int(0, 2 ** 32 - 1), length=625), Maybe(Num()))),
+     "train_config": MapOf(Scalar()), "carried_state": Maybe(Choice(1, 2))})
+SAFETENSORS_HEADER = Fields({}, {"__metadata__": MapOf(Str())}, extra=Fields({
+    "dtype": Choice(*DTYPE_BYTES), "shape": ListOf(Int(0, 2 ** 40), max_len=8),
+    "data_offsets": Tuple(Int(0, 2 ** 62), Int(0, 2 ** 62))}))
+
+
+def _model_schema(config_cls) -> Fields:
+    """The fields of a model config dataclass: those without a default are required, sizes are bounded."""
+    required, optional = {}, {}
+    for f in dataclasses.fields(config_cls):
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        if kind == "int":  # an int field without a bound of its own gets the widest one
+            schema = Int(1, SIZE_FIELDS.get(f.name, MAX_WIDTH))
+        else:
+            schema = {"float": Num(), "bool": Bool(), "str": Str(64)}[kind]
+        (required if f.default is dataclasses.MISSING else optional)[f.name] = schema
+    return Fields(required, optional)
+
+
+def validate_progress(progress, path: str | Path = TRAINER_JSON) -> dict:
+    """The `progress` record of trainer.json (the fields of `training.Progress`), checked field by field;
+    a CheckpointError naming `path` and the field otherwise."""
+    return _validate(progress, PROGRESS, Path(path), "progress")
+
+
+# ---------------------------------------------------------------------------------------------- reading files
+
+def _inside(root: Path, path: Path) -> Path:
+    """`path` resolved, refused when it (or a link on the way) leads out of the directory `root`."""
+    real_root, real = root.resolve(), path.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise CheckpointError(f"{path}: leads outside {root} (to {real}); links out of a checkpoint are refused")
+    return real
+
+
+def _file(root: Path, name: str | Path, what: str) -> Path:
+    """A regular file inside `root`, resolved."""
+    real = _inside(root, root / name)
+    if not real.is_file():
+        raise CheckpointError(f"{root / name}: missing {what}")
+    return real
+
+
+def _too_deep(value) -> bool:
+    """True when arrays and objects nest deeper than MAX_JSON_DEPTH in a parsed value (walked level by level:
+    code that recurses over it, json.dumps included, stays far from Python's recursion limit)."""
+    level = [value]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [c for v in level if isinstance(v, (dict, list)) for c in (v.values() if isinstance(v, dict) else v)]
+        if not level:
+            return False
+    return any(isinstance(v, (dict, list)) for v in level)
+
+
+def _parse_json(raw: bytes, path: Path):
+    too_deep = CheckpointError(f"{path}: corrupt (arrays and objects nest more than {MAX_JSON_DEPTH} deep)")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: corrupt (not UTF-8 text)") from None
+    except RecursionError:  # json's parser recurses once per level: hundreds of levels stop it here
+        raise too_deep from None
+    except ValueError as e:
+        raise CheckpointError(f"{path}: corrupt (not valid JSON: {str(e)[:100]})") from None
+    if _too_deep(value):
+        raise too_deep
+    return value
+
+
+def read_json(path: Path, root: Path, schema=None, what: str = "file"):
+    """A JSON file inside `root`: at most MAX_JSON_BYTES, nested at most MAX_JSON_DEPTH, fitting `schema`."""
+    real = _file(root, path.relative_to(root), what)
+    with open(real, "rb") as f:
+        raw = f.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise CheckpointError(f"{path}: larger than {MAX_JSON_BYTES >> 20} MiB; refused")
+    data = _parse_json(raw, path)
+    return data if schema is None else _validate(data, schema, path)
+
+
+def _safetensors_header(path: Path) -> dict:
+    """{name: (dtype, shape)} of a safetensors file, from its header alone, checked to describe exactly the bytes
+    that follow: loading it then allocates no more than the file holds."""
+    bad = f"{path}: not a safetensors file (corrupt, or a pickle, which is never loaded)"
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        n = int.from_bytes(f.read(8).ljust(8, b"\xff"), "little")
+        if n > MAX_HEADER_BYTES or 8 + n > size:
+            raise CheckpointError(f"{bad}: a header of {n:,} bytes in a file of {size:,} (headers are capped "
+                                  f"at {MAX_HEADER_BYTES:,})")
+        header = _parse_json(f.read(n), path)
+    header = _validate(header, SAFETENSORS_HEADER, path, "header")
+    header.pop("__metadata__", None)
+    end = 0
+    for name, t in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"]):
+        begin, stop = t["data_offsets"]
+        if begin != end or stop - begin != math.prod(t["shape"]) * DTYPE_BYTES[t["dtype"]]:
+            raise CheckpointError(f"{bad}: the offsets of tensor {name} do not match its shape and the tensors "
+                                  f"before it")
+        end = stop
+    if end != size - 8 - n:
+        raise CheckpointError(f"{path}: its header describes {end:,} bytes of tensors but the file holds "
+                              f"{size - 8 - n:,}; refused")
+    return {name: (t["dtype"], tuple(t["shape"])) for name, t in header.items()}
+
+
+def _refuse_non_finite(path: Path, name: str, t: torch.Tensor) -> None:
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values (training diverged, or the "
+                              f"file is corrupt); refused")
+
+
+# ---------------------------------------------------------------------------------------------- the model's shape
+
+class _NoInit(TorchFunctionMode):
+    """Skips the in-place fills (initialisers) of meta tensors: there is nothing to fill, and torch's meta
+    kernels for random fills import torch._dynamo, seconds of start-up."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name.endswith("_") and not name.endswith("__"):
+            target = args[0] if args else next(iter(kwargs.values()), None)
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+def _shape_model(kind: str, model_config) -> torch.nn.Module:
+    """The model with every tensor on the `meta` device: names and shapes, no memory."""
+    with torch.device("meta"), _NoInit():
+        return MODELS[kind][0](model_config)
+
+
+def _tensor_groups(model: torch.nn.Module) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+    """(names, shape) of each distinct tensor of the state dict; tied weights share one entry, of which the
+    weights file holds one name (see `_weights`)."""
+    groups: dict[int, list] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        groups.setdefault(id(t), [[], tuple(t.shape)])[0].append(name)
+    return [(tuple(sorted(names)), shape) for names, shape in groups.values()]
+
+
+def _model_config(path: Path, config: dict):
+    """The model config dataclass of a checkpoint whose config.json passed `read_config`."""
+    try:
+        return MODELS[config["kind"]][1](**config["model"]).validate()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config ({str(e)[:200]})") from None
+
+
+def _check_weights(path: Path, header: dict, model: torch.nn.Module) -> list[tuple[tuple[str, ...], str]]:
+    """Match the weights file's header against the model built from config.json; returns, for each distinct
+    tensor, its names in the model and its name in the file."""
+    misfit = f"{path}: weights do not fit the model in {CONFIG_FILE}"
+    plan, known = [], set()
+    for names, shape in _tensor_groups(model):
+        known.update(names)
+        present = [n for n in names if n in header]
+        if len(present) != 1:
+            raise CheckpointError(f"{misfit}: " + (f"missing tensor {names[0]}" if not present else
+                                                   f"tied tensors {', '.join(present)} stored apart"))
+        dtype, got = header[present[0]]
+        if got != shape:
+            raise CheckpointError(f"{misfit}: size mismatch for {present[0]}: {list(got)} in the file, "
+                                  f"{list(shape)} in the config")
+        if dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"{misfit}: tensor {present[0]} is {dtype}, not floating point")
+        plan.append((names, present[0]))
+    unexpected = sorted(set(header) - known)
+    if unexpected:
+        raise CheckpointError(f"{misfit}: unexpected tensor {unexpected[0]}")
+    return plan
+
+
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # tied parameters once
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
 
 @dataclass
 class Loaded:
@@ -72,7 +477,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, tokenizers: dict, 
 
 def _weights(model: torch.nn.Module) -> dict:
     """The state dict as CPU tensors with storage of their own, each tied parameter once (under its first name
-    in sorted order, the one safetensors' `load_model` expects). On CUDA, cuDNN packs all RNN weights into one
+    in sorted order; loading accepts any one name of a tied group). On CUDA, cuDNN packs all RNN weights into one
     flat buffer; safetensors refuses such partial views, so every distinct tensor is copied out."""
     copies, out, state = {}, {}, model.state_dict()
     for name in sorted(state):
@@ -85,23 +490,28 @@ def _weights(model: torch.nn.Module) -> dict:
 
 
 def read_config(path: Path) -> dict:
+    """config.json of a checkpoint directory, checked: format, version, kind, then every field and the model
+    config's types and size bounds. Reads nothing else."""
     cfg_path = path / CONFIG_FILE
     if not cfg_path.is_file():
         raise CheckpointError(f"{path}: not an nlp-rnn checkpoint (no {CONFIG_FILE}; pass a checkpoint or run directory)")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise CheckpointError(f"{cfg_path}: corrupt (not valid JSON)") from None
+    config = read_json(cfg_path, path)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path}: not an nlp-rnn checkpoint (foreign format)")
     version = config.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{cfg_path}: unknown format version {version!r}")
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{cfg_path}: unknown format version {_show(version)}")
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path}: written by a newer nlp-rnn (format {version}, this version reads "
                               f"up to {FORMAT_VERSION}); upgrade nlp-rnn")
-    if config.get("kind") not in MODELS:
-        raise CheckpointError(f"{cfg_path}: unknown model kind {config.get('kind')!r}")
+    kind = config.get("kind")
+    if type(kind) is not str or kind not in MODELS:
+        raise CheckpointError(f"{cfg_path}: unknown model kind {_show(kind)}")
+    schema = Fields({"format": Str(), "format_version": Int(), "kind": Str(), "model": _model_schema(MODELS[kind][1])},
+                    {"package_version": Str(64), "tokenizers": Fields({n: Str(255) for n in TOKENIZER_DIRS[kind]}),
+                     "meta": META})
+    _validate(config, schema, cfg_path)
+    _model_config(path, config)
     return config
 
 
@@ -115,6 +525,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     if (path / CONFIG_FILE).exists():
         return path
     if (path / "model" / CONFIG_FILE).exists():
+        _inside(path, path / "model")
         return path / "model"
     for pointer in ("best", "latest"):
         target = read_pointer(path, pointer)
@@ -125,7 +536,8 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path, kind: str | None = None, device: str | torch.device = "cpu",
                     quantize: str | None = None) -> Loaded:
-    """Load weights, config and tokenizers, checking format, kind and shapes. Never unpickles anything.
+    """Load weights, config and tokenizers, checking format, kind, every field, shapes and values. Never
+    unpickles anything, and allocates the model only once the weights file is known to hold all of it.
     `quantize="int8"` returns an int8 copy of the model for CPU inference (see `CharLM.quantized`)."""
     if quantize not in (None, "none", "int8"):
         raise UsageError(f"--quantize must be none or int8, not {quantize!r}")
@@ -135,32 +547,8 @@ def load_checkpoint(path: str | Path, kind: str | None = None, device: str | tor
     config = read_config(path)
     if kind is not None and config["kind"] != kind:
         raise CheckpointError(f"{path}: this is {KIND_NAMES[config['kind']]}, but the command needs {KIND_NAMES[kind]}")
-    model_cls, config_cls = MODELS[config["kind"]]
-    try:
-        model = model_cls(config_cls(**config["model"]))
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config ({e})") from None
-    weights = path / WEIGHTS_FILE
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing weights file")
-    try:
-        load_model(model, str(weights), strict=True, device="cpu")
-    except SafetensorError as e:
-        raise CheckpointError(f"{weights}: not a safetensors file (corrupt, or a pickle, which is never loaded): {e}") from None
-    except RuntimeError as e:
-        first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line or "Missing" in line
-                      or "Unexpected" in line), str(e).splitlines()[0] if str(e) else "mismatch")
-        raise CheckpointError(f"{weights}: weights do not fit the model in {CONFIG_FILE}: {first}") from None
-    tokenizers = {}
-    for name in TOKENIZER_DIRS[config["kind"]]:
-        sub = config.get("tokenizers", {}).get(name, name)
-        tdir = (path / sub).resolve()
-        if not isinstance(sub, str) or tdir.parent != path.resolve():
-            raise CheckpointError(f"{path / CONFIG_FILE}: tokenizer path {sub!r} points outside the checkpoint")
-        try:
-            tokenizers[name] = load_tokenizer(tdir)
-        except NlpRnnError as e:
-            raise CheckpointError(str(e)) from None
+    model = _load_model(path, config)
+    tokenizers = {name: _load_tokenizer(path, config, name) for name in TOKENIZER_DIRS[config["kind"]]}
     _check_vocab(path, config, tokenizers)
     model.to(device).eval()
     if quantize == "int8":
@@ -168,25 +556,164 @@ def load_checkpoint(path: str | Path, kind: str | None = None, device: str | tor
     return Loaded(path, config["kind"], model, tokenizers, config.get("meta", {}))
 
 
+def _load_model(path: Path, config: dict) -> torch.nn.Module:
+    """The model of a checked config, its weights checked against the header before any is allocated."""
+    model_config = _model_config(path, config)
+    shape = _shape_model(config["kind"], model_config)
+    if _count(shape) > MAX_PARAMETERS:
+        raise CheckpointError(f"{path / CONFIG_FILE}: the model config asks for {_count(shape):,} parameters "
+                              f"(at most {MAX_PARAMETERS:,} are loaded)")
+    weights = _file(path, WEIGHTS_FILE, "weights file")
+    plan = _check_weights(path / WEIGHTS_FILE, _safetensors_header(weights), shape)
+    try:
+        tensors = load_file(str(weights))
+    except SafetensorError as e:
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: not a safetensors file (corrupt, or a pickle, which is "
+                              f"never loaded): {e}") from None
+    state = {}
+    for names, stored in plan:
+        _refuse_non_finite(path / WEIGHTS_FILE, stored, tensors[stored])
+        state.update(dict.fromkeys(names, tensors[stored]))
+    model = MODELS[config["kind"]][0](model_config)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _load_tokenizer(path: Path, config: dict, name: str):
+    """One tokenizer of a checkpoint: its directory and files inside the checkpoint, its JSON checked."""
+    sub = config.get("tokenizers", {}).get(name, name)
+    if sub in ("", ".", "..") or Path(sub).name != sub or "\\" in sub:
+        raise CheckpointError(f"{path / CONFIG_FILE}: tokenizer path {sub!r} points outside the checkpoint")
+    tdir = _inside(path, path / sub)
+    if tdir.is_dir():
+        for entry in tdir.iterdir():
+            _inside(path, entry)
+    info = read_json(path / sub / TOKENIZER_FILE, path, TOKENIZER, "tokenizer file")
+    if info["kind"] == "sentencepiece":
+        model_file = _file(path, Path(sub) / info.get("model", SPM_FILE), "sentencepiece model")
+        if model_file.stat().st_size > MAX_TOKENIZER_BYTES:
+            raise CheckpointError(f"{model_file}: larger than {MAX_TOKENIZER_BYTES >> 20} MiB; refused")
+    try:
+        return load_tokenizer(tdir)
+    except NlpRnnError as e:
+        raise CheckpointError(str(e)) from None
+
+
 def _check_vocab(path: Path, config: dict, tokenizers: dict) -> None:
     m = config["model"]
     want = {"tokenizer": m.get("vocab_size"), "src_tokenizer": m.get("src_vocab"), "tgt_tokenizer": m.get("tgt_vocab")}
     for name, tok in tokenizers.items():
         if want[name] != tok.vocab_size:
-            raise CheckpointError(f"{path / name}: tokenizer has {tok.vocab_size} tokens but the model expects {want[name]}")
+            raise CheckpointError(f"{path / name}: tokenizer has {tok.vocab_size} tokens but the model expects "
+                                  f"{want[name]}")
 
 
-def load_trainer_state(path: Path) -> tuple[dict, dict]:
-    """Tensors and JSON of a resumable checkpoint."""
+# ---------------------------------------------------------------------------------------------- trainer state
+
+_TRAINER_TENSOR = re.compile(r"rng\.torch|optim\.(\d{1,10})\.(step|exp_avg|exp_avg_sq|max_exp_avg_sq)|state\.(\d)")
+
+
+def load_trainer_state(path: Path, optimizer: torch.optim.Optimizer | None = None) -> tuple[dict, dict]:
+    """Tensors and JSON of a resumable checkpoint, checked so that `Trainer.resume` can apply them: every field
+    of trainer.json, the tensors' names, shapes and values against the checkpoint's model, the RNG states.
+    Given the `optimizer` that will load them, its parameter groups and shapes are matched exactly."""
+    path = Path(path)
     tensors_path, json_path = path / TRAINER_TENSORS, path / TRAINER_JSON
     if not tensors_path.is_file() or not json_path.is_file():
         raise CheckpointError(f"{path}: not a resumable checkpoint (no {TRAINER_TENSORS}/{TRAINER_JSON})")
+    config = read_config(path)
+    model_config = _model_config(path, config)
+    info = read_json(json_path, path, TRAINER, "trainer state")
+    real = _file(path, TRAINER_TENSORS, "trainer state")
+    header = _safetensors_header(real)
+    n_params = len(list(_shape_model(config["kind"], model_config).parameters()))
+    _check_trainer_json(json_path, info, config["kind"], model_config, n_params)
+    _check_trainer_tensors(tensors_path, header, info, model_config, n_params)
+    if optimizer is not None:
+        _check_optimizer(json_path, tensors_path, info, header, optimizer)
     try:
-        tensors = load_file(str(tensors_path))
-        info = json.loads(json_path.read_text(encoding="utf-8"))
-    except (SafetensorError, ValueError) as e:
-        raise CheckpointError(f"{path}: corrupt trainer state ({e})") from None
+        tensors = load_file(str(real))
+    except SafetensorError as e:
+        raise CheckpointError(f"{tensors_path}: corrupt trainer state ({e})") from None
+    for name, t in tensors.items():
+        _refuse_non_finite(tensors_path, name, t)
+    try:
+        torch.Generator().set_state(tensors["rng.torch"])
+    except RuntimeError:
+        raise CheckpointError(f"{tensors_path}: rng.torch is not a random generator state") from None
     return tensors, info
+
+
+def _check_trainer_json(path: Path, info: dict, kind: str, model_config, n_params: int) -> None:
+    """What the schema cannot say: parameter ids, carried state, the Python RNG state."""
+    ids = sorted(i for group in info["param_groups"] for i in group["params"])
+    if ids != list(range(n_params)):
+        raise CheckpointError(f"{path}: param_groups do not list each of the model's {n_params} parameters once")
+    for key in info["scalars"]:
+        if int(key.split(".")[0]) >= n_params:
+            raise CheckpointError(f"{path}: scalars.{key} names a parameter the model does not have")
+    carried = info.get("carried_state")
+    if carried and (kind != "lm" or carried != (2 if model_config.cell == "lstm" else 1)):
+        raise CheckpointError(f"{path}: carried_state: {carried} state tensors do not fit "
+                              f"{KIND_NAMES[kind]} of cell {model_config.cell}")
+    if info.get("python_random") is not None:
+        version, internal, gauss = info["python_random"]
+        try:
+            random.Random().setstate((version, tuple(internal), gauss))
+        except (ValueError, TypeError, OverflowError) as e:
+            raise CheckpointError(f"{path}: python_random is not a random generator state ({e})") from None
+
+
+def _check_trainer_tensors(path: Path, header: dict, info: dict, model_config, n_params: int) -> None:
+    """Names, dtypes and shapes of trainer.safetensors against trainer.json and the checkpoint's model:
+
+        rng.torch                    U8 vector (torch's CPU generator state)
+        optim.<param id>.<name>      AdamW's exp_avg, exp_avg_sq (same shape), max_exp_avg_sq, step (a scalar)
+        state.<i>                    carried recurrent state (layers, batch, hidden), i < carried_state
+    """
+    carried = info.get("carried_state") or 0
+    moments: dict[int, dict] = {}
+    for name, (dtype, shape) in header.items():
+        m = _TRAINER_TENSOR.fullmatch(name)
+        if m is None or (m[3] is not None and int(m[3]) >= carried):
+            raise CheckpointError(f"{path}: unexpected tensor {name}")
+        if name == "rng.torch":
+            if dtype != "U8" or len(shape) != 1:
+                raise CheckpointError(f"{path}: rng.torch must be a U8 vector, not {dtype} {list(shape)}")
+        elif dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"{path}: tensor {name} is {dtype}, not floating point")
+        elif m[1] is not None:
+            if int(m[1]) >= n_params:
+                raise CheckpointError(f"{path}: tensor {name} names a parameter the model does not have")
+            moments.setdefault(int(m[1]), {})[m[2]] = shape
+        elif len(shape) != 3 or (shape[0], shape[2]) != (model_config.layers, model_config.hidden):
+            raise CheckpointError(f"{path}: carried state {name} has shape {list(shape)}, not "
+                                  f"[{model_config.layers}, batch, {model_config.hidden}]")
+    for name in ["rng.torch"] + [f"state.{i}" for i in range(carried)]:
+        if name not in header:
+            raise CheckpointError(f"{path}: missing tensor {name}")
+    scalar_steps = {int(key.split(".")[0]) for key in info["scalars"]}
+    for pid, shapes in moments.items():
+        if not {"exp_avg", "exp_avg_sq"} <= set(shapes) or ("step" not in shapes and pid not in scalar_steps):
+            raise CheckpointError(f"{path}: optimizer state of parameter {pid} is incomplete "
+                                  f"({', '.join(sorted(shapes))})")
+        if shapes["exp_avg"] != shapes["exp_avg_sq"] or shapes.get("step", ()) not in ((), (1,)):
+            raise CheckpointError(f"{path}: optimizer state of parameter {pid} has inconsistent shapes")
+
+
+def _check_optimizer(json_path: Path, tensors_path: Path, info: dict, header: dict,
+                     optimizer: torch.optim.Optimizer) -> None:
+    """The saved state fits `optimizer`: the same group sizes, and each moment the shape of its parameter."""
+    sizes, live = [len(g["params"]) for g in info["param_groups"]], [len(g["params"]) for g in optimizer.param_groups]
+    if sizes != live:
+        raise CheckpointError(f"{json_path}: parameter groups of sizes {sizes} do not fit this optimizer's {live}")
+    shape_of = {pid: tuple(p.shape) for saved, group in zip(info["param_groups"], optimizer.param_groups)
+                for pid, p in zip(saved["params"], group["params"])}
+    for name, (_, shape) in header.items():
+        m = _TRAINER_TENSOR.fullmatch(name)
+        if m[1] is not None and m[2] != "step" and shape != shape_of[int(m[1])]:
+            raise CheckpointError(f"{tensors_path}: tensor {name} has shape {list(shape)}, its parameter "
+                                  f"{list(shape_of[int(m[1])])}")
 
 
 # ---------------------------------------------------------------------------------------------- optimizer
@@ -204,6 +731,7 @@ def flatten_optimizer(state: dict) -> tuple[dict, dict]:
 
 
 def unflatten_optimizer(tensors: dict, info: dict) -> dict:
+    """The optimizer state_dict of what `load_trainer_state` returned."""
     state: dict = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -223,21 +751,22 @@ def write_pointer(run_dir: Path, name: str, target: Path, **info) -> None:
 
 def read_pointer(run_dir: Path, name: str) -> Path | None:
     """The checkpoint a pointer file names, or None when there is none (or it names a vanished directory)."""
+    run_dir = Path(run_dir)
     p = run_dir / name
     if not p.is_file():
         return None
-    try:
-        rel = json.loads(p.read_text(encoding="utf-8"))["path"]
-    except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{p}: corrupt pointer file") from None
+    rel = read_json(p, run_dir, POINTER, "pointer file")["path"]
     target = (run_dir / rel).resolve()
-    if run_dir.resolve() not in target.parents:
+    if os.path.isabs(rel) or run_dir.resolve() not in target.parents:
         raise CheckpointError(f"{p}: points outside the run directory")
     return target if (target / CONFIG_FILE).is_file() else None
 
 
 def copy_model(src: Path, dst: Path) -> None:
-    """Publish a checkpoint's weights, config and tokenizers (no trainer state) as `dst`, atomically."""
+    """Publish a checkpoint's weights, config and tokenizers (no trainer state) as `dst`, atomically; nothing
+    reached through a link out of `src` is copied."""
+    for item in src.rglob("*"):
+        _inside(src, item)
     with atomic_dir(dst) as tmp:
         for item in src.iterdir():
             if item.name in (TRAINER_TENSORS, TRAINER_JSON):
