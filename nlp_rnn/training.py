@@ -186,6 +186,7 @@ class Trainer:
         self.state = None  # carried recurrent state (LM)
         self.saved: list[str] = []  # checkpoints this run wrote, oldest first (the only ones pruning deletes)
         self.log_path = run.dir / "log.jsonl"
+        self.eval_seconds = 0.0  # how long the last validation took
 
     @property
     def dist(self) -> bool:
@@ -435,7 +436,11 @@ class Trainer:
         p = self.progress
         if not self.run.is_main:
             return False
+        if self.eval_seconds > 5:  # a long validation says so instead of looking stuck
+            self._emit(Notice(f"step {p.step}: validating (about {self.eval_seconds:.0f}s)"))
+        start = time.monotonic()
         metrics = self.task.evaluate(self.model)
+        self.eval_seconds = time.monotonic() - start
         improved = metrics["score"] > p.best_score
         if improved:
             p.best_score, p.best_step, p.evals_since_best = metrics["score"], p.step, 0
