@@ -81,6 +81,7 @@ eval_cmd.register(app)
 tools.register(app)
 demo.register(app)
 repl_cmd.register(app)
+from . import serve_cmd; serve_cmd.register(app)  # noqa: E402, E702
 
 
 def main() -> None:
