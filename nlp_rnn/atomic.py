@@ -48,7 +48,7 @@ def _json_field(path: Path, key: str):
         if path.stat().st_size > 1 << 20:
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data.get(key) if isinstance(data, dict) else None
 

@@ -34,6 +34,9 @@ from torch.overrides import TorchFunctionMode
 from . import __version__
 from .atomic import atomic_dir, atomic_write_text
 from .errors import CheckpointError, NlpRnnError, UsageError
+from .limits import LIMITS
+from .schema import (Anything, Bool, Choice, Fields, Int, ListOf, MapOf, Maybe, Num, Scalar, Str, Tuple, inside, parse_json,
+                     read_json, regular_file, show_value, validate)
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
 from .tokenizers import SPM_FILE, TOKENIZER_FILE, load_tokenizer
 
@@ -47,197 +50,16 @@ KIND_NAMES = {"lm": "a character language model", "mt": "a translator"}
 
 # What a file may ask for, checked before anything is allocated: generous for real models (the shipped ones
 # have under 2M parameters), small enough that no file can exhaust the machine or loop for minutes.
-MAX_VOCAB = 1_000_000
-MAX_WIDTH = 16_384              # embed, hidden
-MAX_LAYERS = 64
+MAX_VOCAB = int(LIMITS["vocab_size"].hi)
+MAX_WIDTH = int(LIMITS["hidden"].hi)  # embed, hidden
+MAX_LAYERS = int(LIMITS["layers"].hi)
 MAX_PARAMETERS = 2 ** 31        # 8 GiB of fp32 weights
-MAX_COUNT = 2 ** 53             # steps, tokens and other counters of trainer state
-MAX_JSON_BYTES = 16 << 20       # any JSON file (trainer.json grows with the evaluation history)
-MAX_JSON_DEPTH = 32             # nesting of arrays and objects; ours nest 4 deep
 MAX_HEADER_BYTES = 1 << 20      # a safetensors header; ours are a few KB
 MAX_TOKENIZER_BYTES = 64 << 20  # a sentencepiece model
 SIZE_FIELDS = {"vocab_size": MAX_VOCAB, "src_vocab": MAX_VOCAB, "tgt_vocab": MAX_VOCAB,
                "embed": MAX_WIDTH, "hidden": MAX_WIDTH, "layers": MAX_LAYERS}
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
-
-
-# ---------------------------------------------------------------------------------------------- JSON schemas
-# A schema is one of the small classes below; `check(value, at)` raises _Invalid naming the field (`at`, e.g.
-# "model.hidden" or "progress.history[3].step"). Bools are never numbers, unknown object fields are refused.
-
-class _Invalid(Exception):
-    def __init__(self, at: str, problem: str):
-        super().__init__(f"{at}: {problem}" if at else problem)
-
-
-def _kind(v) -> str:
-    """The JSON name of a value's type, for messages."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    return {int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}[type(v)]
-
-
-def _show(v) -> str:
-    """A value for a message, at most 40 characters."""
-    text = f"{v:,}" if type(v) is int else f"{v:g}" if type(v) is float else json.dumps(v, ensure_ascii=False)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-class Int:
-    def __init__(self, lo: int = 0, hi: int = MAX_COUNT):
-        self.lo, self.hi = lo, hi
-
-    def check(self, v, at):
-        if type(v) is not int:
-            raise _Invalid(at, f"must be a whole number, not {_kind(v)}")
-        if not self.lo <= v <= self.hi:
-            raise _Invalid(at, f"must be from {self.lo:,} to {self.hi:,}, not {_show(v)}")
-
-
-class Num:
-    """A number (ints too); NaN never, infinities only when `finite` is False."""
-
-    def __init__(self, lo: float = -math.inf, hi: float = math.inf, finite: bool = True):
-        self.lo, self.hi, self.finite = lo, hi, finite
-
-    def check(self, v, at):
-        if type(v) not in (int, float):
-            raise _Invalid(at, f"must be a number, not {_kind(v)}")
-        if type(v) is float and (math.isnan(v) or (self.finite and math.isinf(v))):
-            raise _Invalid(at, f"must be a finite number, not {v}")
-        if not self.lo <= v <= self.hi:
-            raise _Invalid(at, f"must be from {self.lo:g} to {self.hi:g}, not {_show(v)}")
-
-
-class Str:
-    def __init__(self, max_len: int = 4096):
-        self.max_len = max_len
-
-    def check(self, v, at):
-        if type(v) is not str:
-            raise _Invalid(at, f"must be a string, not {_kind(v)}")
-        if len(v) > self.max_len:
-            raise _Invalid(at, f"is a string of {len(v):,} characters (at most {self.max_len:,})")
-
-
-class Bool:
-    def check(self, v, at):
-        if type(v) is not bool:
-            raise _Invalid(at, f"must be true or false, not {_kind(v)}")
-
-
-class Choice:
-    """One of a few literal values (of the same JSON type: 1 is not true)."""
-
-    def __init__(self, *values):
-        self.values = values
-
-    def check(self, v, at):
-        if not any(type(v) is type(c) and v == c for c in self.values):
-            raise _Invalid(at, f"must be one of {', '.join(map(json.dumps, self.values))}, not {_show(v)}")
-
-
-class Maybe:
-    def __init__(self, schema):
-        self.schema = schema
-
-    def check(self, v, at):
-        if v is not None:
-            self.schema.check(v, at)
-
-
-class Scalar:
-    """A number, string, boolean or null: a value that holds nothing else."""
-
-    def check(self, v, at):
-        if isinstance(v, (list, dict)):
-            raise _Invalid(at, f"must be a number, string, boolean or null, not {_kind(v)}")
-
-
-class Anything:
-    """Any JSON value (its nesting is capped when the file is parsed)."""
-
-    def check(self, v, at):
-        pass
-
-
-class ListOf:
-    def __init__(self, item, max_len: int = 1_000_000, length: int | None = None):
-        self.item, self.max_len, self.length = item, max_len, length
-
-    def check(self, v, at):
-        if type(v) is not list:
-            raise _Invalid(at, f"must be an array, not {_kind(v)}")
-        if self.length is not None and len(v) != self.length:
-            raise _Invalid(at, f"must hold {self.length} items, not {len(v)}")
-        if len(v) > self.max_len:
-            raise _Invalid(at, f"holds {len(v):,} items (at most {self.max_len:,})")
-        for i, x in enumerate(v):
-            self.item.check(x, f"{at}[{i}]")
-
-
-class Tuple:
-    """An array of fixed length, each position with its own schema."""
-
-    def __init__(self, *items):
-        self.items = items
-
-    def check(self, v, at):
-        ListOf(Anything(), length=len(self.items)).check(v, at)
-        for i, (x, s) in enumerate(zip(v, self.items)):
-            s.check(x, f"{at}[{i}]")
-
-
-class Fields:
-    """An object with these fields; `extra` (a schema) admits other keys, otherwise they are refused."""
-
-    def __init__(self, required: dict, optional: dict | None = None, extra=None):
-        self.required, self.optional, self.extra = required, optional or {}, extra
-
-    def check(self, v, at):
-        if type(v) is not dict:
-            raise _Invalid(at, f"must be an object, not {_kind(v)}")
-        for key in self.required:
-            if key not in v:
-                raise _Invalid(_join(at, key), "missing")
-        for key, x in v.items():
-            schema = self.required.get(key) or self.optional.get(key) or self.extra
-            if schema is None:
-                raise _Invalid(_join(at, key), "unknown field")
-            schema.check(x, _join(at, key))
-
-
-class MapOf:
-    """An object with any keys (matching `key`, a regular expression, when given), each value of one schema."""
-
-    def __init__(self, value, key: str | None = None, max_len: int = 100_000):
-        self.value, self.key, self.max_len = value, key and re.compile(key), max_len
-
-    def check(self, v, at):
-        if type(v) is not dict:
-            raise _Invalid(at, f"must be an object, not {_kind(v)}")
-        if len(v) > self.max_len:
-            raise _Invalid(at, f"holds {len(v):,} fields (at most {self.max_len:,})")
-        for key, x in v.items():
-            if self.key and not self.key.fullmatch(key):
-                raise _Invalid(_join(at, key), "unexpected field name")
-            self.value.check(x, _join(at, key))
-
-
-def _join(at: str, key: str) -> str:
-    return f"{at}.{key}" if at else key
-
-
-def _validate(value, schema, path: Path, at: str = ""):
-    """`value` when it fits `schema`, else a CheckpointError naming the file and the field."""
-    try:
-        schema.check(value, at)
-    except _Invalid as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    return value
 
 
 META = Fields({}, {"src_lang": Maybe(Str(64)), "tgt_lang": Maybe(Str(64)), "test_metrics": MapOf(Scalar()),
@@ -281,63 +103,10 @@ def _model_schema(config_cls) -> Fields:
 def validate_progress(progress, path: str | Path = TRAINER_JSON) -> dict:
     """The `progress` record of trainer.json (the fields of `training.Progress`), checked field by field;
     a CheckpointError naming `path` and the field otherwise."""
-    return _validate(progress, PROGRESS, Path(path), "progress")
+    return validate(progress, PROGRESS, Path(path), "progress")
 
 
 # ---------------------------------------------------------------------------------------------- reading files
-
-def _inside(root: Path, path: Path) -> Path:
-    """`path` resolved, refused when it (or a link on the way) leads out of the directory `root`."""
-    real_root, real = root.resolve(), path.resolve()
-    if real != real_root and real_root not in real.parents:
-        raise CheckpointError(f"{path}: leads outside {root} (to {real}); links out of a checkpoint are refused")
-    return real
-
-
-def _file(root: Path, name: str | Path, what: str) -> Path:
-    """A regular file inside `root`, resolved."""
-    real = _inside(root, root / name)
-    if not real.is_file():
-        raise CheckpointError(f"{root / name}: missing {what}")
-    return real
-
-
-def _too_deep(value) -> bool:
-    """True when arrays and objects nest deeper than MAX_JSON_DEPTH in a parsed value (walked level by level:
-    code that recurses over it, json.dumps included, stays far from Python's recursion limit)."""
-    level = [value]
-    for _ in range(MAX_JSON_DEPTH):
-        level = [c for v in level if isinstance(v, (dict, list)) for c in (v.values() if isinstance(v, dict) else v)]
-        if not level:
-            return False
-    return any(isinstance(v, (dict, list)) for v in level)
-
-
-def _parse_json(raw: bytes, path: Path):
-    too_deep = CheckpointError(f"{path}: corrupt (arrays and objects nest more than {MAX_JSON_DEPTH} deep)")
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{path}: corrupt (not UTF-8 text)") from None
-    except RecursionError:  # json's parser recurses once per level: hundreds of levels stop it here
-        raise too_deep from None
-    except ValueError as e:
-        raise CheckpointError(f"{path}: corrupt (not valid JSON: {str(e)[:100]})") from None
-    if _too_deep(value):
-        raise too_deep
-    return value
-
-
-def read_json(path: Path, root: Path, schema=None, what: str = "file"):
-    """A JSON file inside `root`: at most MAX_JSON_BYTES, nested at most MAX_JSON_DEPTH, fitting `schema`."""
-    real = _file(root, path.relative_to(root), what)
-    with open(real, "rb") as f:
-        raw = f.read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise CheckpointError(f"{path}: larger than {MAX_JSON_BYTES >> 20} MiB; refused")
-    data = _parse_json(raw, path)
-    return data if schema is None else _validate(data, schema, path)
-
 
 def _safetensors_header(path: Path) -> dict:
     """{name: (dtype, shape)} of a safetensors file, from its header alone, checked to describe exactly the bytes
@@ -349,8 +118,8 @@ def _safetensors_header(path: Path) -> dict:
         if n > MAX_HEADER_BYTES or 8 + n > size:
             raise CheckpointError(f"{bad}: a header of {n:,} bytes in a file of {size:,} (headers are capped "
                                   f"at {MAX_HEADER_BYTES:,})")
-        header = _parse_json(f.read(n), path)
-    header = _validate(header, SAFETENSORS_HEADER, path, "header")
+        header = parse_json(f.read(n), path)
+    header = validate(header, SAFETENSORS_HEADER, path, "header")
     header.pop("__metadata__", None)
     end = 0
     for name, t in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"]):
@@ -500,17 +269,17 @@ def read_config(path: Path) -> dict:
         raise CheckpointError(f"{cfg_path}: not an nlp-rnn checkpoint (foreign format)")
     version = config.get("format_version")
     if type(version) is not int or version < 1:
-        raise CheckpointError(f"{cfg_path}: unknown format version {_show(version)}")
+        raise CheckpointError(f"{cfg_path}: unknown format version {show_value(version)}")
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path}: written by a newer nlp-rnn (format {version}, this version reads "
                               f"up to {FORMAT_VERSION}); upgrade nlp-rnn")
     kind = config.get("kind")
     if type(kind) is not str or kind not in MODELS:
-        raise CheckpointError(f"{cfg_path}: unknown model kind {_show(kind)}")
+        raise CheckpointError(f"{cfg_path}: unknown model kind {show_value(kind)}")
     schema = Fields({"format": Str(), "format_version": Int(), "kind": Str(), "model": _model_schema(MODELS[kind][1])},
                     {"package_version": Str(64), "tokenizers": Fields({n: Str(255) for n in TOKENIZER_DIRS[kind]}),
                      "meta": META})
-    _validate(config, schema, cfg_path)
+    validate(config, schema, cfg_path)
     _model_config(path, config)
     return config
 
@@ -525,7 +294,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     if (path / CONFIG_FILE).exists():
         return path
     if (path / "model" / CONFIG_FILE).exists():
-        _inside(path, path / "model")
+        inside(path, path / "model")
         return path / "model"
     for pointer in ("best", "latest"):
         target = read_pointer(path, pointer)
@@ -563,7 +332,7 @@ def _load_model(path: Path, config: dict) -> torch.nn.Module:
     if _count(shape) > MAX_PARAMETERS:
         raise CheckpointError(f"{path / CONFIG_FILE}: the model config asks for {_count(shape):,} parameters "
                               f"(at most {MAX_PARAMETERS:,} are loaded)")
-    weights = _file(path, WEIGHTS_FILE, "weights file")
+    weights = regular_file(path, WEIGHTS_FILE, "weights file")
     plan = _check_weights(path / WEIGHTS_FILE, _safetensors_header(weights), shape)
     try:
         tensors = load_file(str(weights))
@@ -584,17 +353,12 @@ def _load_tokenizer(path: Path, config: dict, name: str):
     sub = config.get("tokenizers", {}).get(name, name)
     if sub in ("", ".", "..") or Path(sub).name != sub or "\\" in sub:
         raise CheckpointError(f"{path / CONFIG_FILE}: tokenizer path {sub!r} points outside the checkpoint")
-    tdir = _inside(path, path / sub)
+    tdir = inside(path, path / sub)
     if tdir.is_dir():
         for entry in tdir.iterdir():
-            _inside(path, entry)
-    info = read_json(path / sub / TOKENIZER_FILE, path, TOKENIZER, "tokenizer file")
-    if info["kind"] == "sentencepiece":
-        model_file = _file(path, Path(sub) / info.get("model", SPM_FILE), "sentencepiece model")
-        if model_file.stat().st_size > MAX_TOKENIZER_BYTES:
-            raise CheckpointError(f"{model_file}: larger than {MAX_TOKENIZER_BYTES >> 20} MiB; refused")
+            inside(path, entry)
     try:
-        return load_tokenizer(tdir)
+        return load_tokenizer(path / sub, root=path)
     except NlpRnnError as e:
         raise CheckpointError(str(e)) from None
 
@@ -624,7 +388,7 @@ def load_trainer_state(path: Path, optimizer: torch.optim.Optimizer | None = Non
     config = read_config(path)
     model_config = _model_config(path, config)
     info = read_json(json_path, path, TRAINER, "trainer state")
-    real = _file(path, TRAINER_TENSORS, "trainer state")
+    real = regular_file(path, TRAINER_TENSORS, "trainer state")
     header = _safetensors_header(real)
     n_params = len(list(_shape_model(config["kind"], model_config).parameters()))
     _check_trainer_json(json_path, info, config["kind"], model_config, n_params)
@@ -766,7 +530,7 @@ def copy_model(src: Path, dst: Path) -> None:
     """Publish a checkpoint's weights, config and tokenizers (no trainer state) as `dst`, atomically; nothing
     reached through a link out of `src` is copied."""
     for item in src.rglob("*"):
-        _inside(src, item)
+        inside(src, item)
     with atomic_dir(dst) as tmp:
         for item in src.iterdir():
             if item.name in (TRAINER_TENSORS, TRAINER_JSON):

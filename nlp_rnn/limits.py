@@ -87,7 +87,7 @@ LIMITS: dict[str, Range] = {
     "val_fraction": _real(0, 0.5, lo_open=True, example="0.05"),
     "min_freq": _int(1, 10 ** 9, "1"),
     "max_len": _int(1, 10_000, "100"),
-    "vocab_size": _int(8, 1_000_000, "8000"),
+    "vocab_size": _int(1, 1_000_000, "8000"),
     "character_coverage": _real(0, 1, lo_open=True, example="1.0"),
     # model sizes (also the bounds a checkpoint's config.json is held to)
     "hidden": _int(1, 16_384, "512"),

@@ -103,16 +103,14 @@ class RunDir:
     # ------------------------------------------------------------------ what we wrote
     def recorded(self) -> list[str]:
         """Names of the checkpoints this run wrote (under checkpoints/), oldest first."""
+        from .schema import Fields, ListOf, Str, read_json
+
         p = self.path / RECORD
         if not p.is_file():
             return []
-        try:
-            names = json.loads(p.read_text(encoding="utf-8"))["checkpoints"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise CheckpointError(f"{p}: corrupt record of checkpoints") from None
-        if not isinstance(names, list) or not all(isinstance(n, str) and n.startswith("step-") and "/" not in n
-                                                  for n in names):
-            raise CheckpointError(f"{p}: corrupt record of checkpoints")
+        names = read_json(p, self.path, Fields({"checkpoints": ListOf(Str(64))}), "record of checkpoints")["checkpoints"]
+        if not all(n.startswith("step-") and "/" not in n for n in names):
+            raise CheckpointError(f"{p}: corrupt record of checkpoints (not checkpoint names)")
         return names
 
     def record(self, names: list[str]) -> None:

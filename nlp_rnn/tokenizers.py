@@ -197,30 +197,39 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int = 8000, min
                                         character_coverage=character_coverage)
 
 
-def load_tokenizer(directory: str | Path) -> Tokenizer:
-    """Load whatever tokenizer `save` wrote into `directory`."""
+MAX_SPM_BYTES = 64 << 20
+
+
+def load_tokenizer(directory: str | Path, root: str | Path | None = None) -> Tokenizer:
+    """Load whatever tokenizer `save` wrote into `directory`, its files checked (size, schema, no link out of
+    `root`, by default the directory itself)."""
+    from .errors import CheckpointError
+    from .schema import Choice, Fields, Str, read_json, regular_file
+
     directory = Path(directory)
+    root = Path(root) if root is not None else directory
     path = directory / TOKENIZER_FILE
     if not path.is_file():
         raise TokenizerError(f"{path}: missing tokenizer file")
+    schema = Fields({"kind": Choice("char", "sentencepiece")}, {"chars": Str(1_000_000), "model": Str(255)})
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        kind = meta["kind"]
-    except (ValueError, KeyError, TypeError):
-        raise TokenizerError(f"{path}: not a tokenizer description (expected JSON with a 'kind')") from None
+        meta = read_json(path, root, schema, "tokenizer file")
+        name = meta.get("model", SPM_FILE)
+        if meta["kind"] == "sentencepiece" and (Path(name).name != name or name in ("", ".", "..")):
+            raise TokenizerError(f"{path}: model file {name!r} points outside {directory} (give a file name)")
+        if meta["kind"] == "sentencepiece":
+            model_path = regular_file(root, (directory / meta.get("model", SPM_FILE)).relative_to(root),
+                                      "sentencepiece model")
+    except CheckpointError as e:
+        raise TokenizerError(str(e)) from None
+    kind = meta["kind"]
     if kind == "char":
         if not isinstance(meta.get("chars"), str):
             raise TokenizerError(f"{path}: 'chars' must be a string")
         return CharTokenizer(meta["chars"])
     if kind == "sentencepiece":
-        name = meta.get("model", SPM_FILE)
-        if not isinstance(name, str):
-            raise TokenizerError(f"{path}: 'model' must name a file in {directory}")
-        model_path = (directory / name).resolve()
-        if model_path.parent != directory.resolve():  # never follow a path out of the checkpoint
-            raise TokenizerError(f"{path}: model file {name!r} points outside {directory}")
-        if not model_path.is_file():
-            raise TokenizerError(f"{model_path}: missing sentencepiece model")
+        if model_path.stat().st_size > MAX_SPM_BYTES:
+            raise TokenizerError(f"{model_path}: larger than {MAX_SPM_BYTES >> 20} MiB; not a sentencepiece model of ours")
         return SentencePieceTokenizer(model_path.read_bytes())
     raise TokenizerError(f"{path}: unknown tokenizer kind {kind!r}")
 

@@ -234,14 +234,14 @@ class Trainer:
 
     def resume(self) -> None:
         """Load the latest checkpoint of the run: weights, optimizer, RNG, carried state, data position."""
-        from .checkpoint import load_checkpoint
+        from .checkpoint import load_checkpoint, validate_progress
 
         latest = read_pointer(self.run.dir, "latest")
         if latest is None:
             raise CheckpointError(f"{self.run.dir}: nothing to resume (no latest checkpoint)")
         loaded = load_checkpoint(latest, kind=self.model.kind)
         self.model.load_state_dict(loaded.model.state_dict())
-        tensors, info = load_trainer_state(latest)
+        tensors, info = load_trainer_state(latest, optimizer=self.opt)
         try:
             self.opt.load_state_dict(unflatten_optimizer(tensors, info))
             torch.set_rng_state(tensors["rng.torch"])
@@ -253,7 +253,7 @@ class Trainer:
                 self.state = st if n == 2 else st[0]
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{latest}: trainer state does not fit this model or optimizer ({e})") from None
-        self.progress = _progress_from_json(info.get("progress"), latest)
+        self.progress = Progress(**validate_progress(info["progress"], latest / "trainer.json"))
         self.saved = self.rundir.recorded() if self.rundir else []
         self._emit(Notice(f"resumed from {latest} at step {self.progress.step}"))
 
@@ -452,20 +452,6 @@ class Trainer:
             write_pointer(self.run.dir, "best", path, step=p.step, score=metrics["score"])
         self._emit(EvalEvent(p.step, metrics, improved))
         return self.cfg.patience is not None and p.evals_since_best >= self.cfg.patience
-
-
-def _progress_from_json(data, path: Path) -> Progress:
-    """A `Progress` from a checkpoint's trainer.json, refusing missing, unknown or mistyped fields."""
-    fields = {f.name: f.type for f in Progress.__dataclass_fields__.values()}
-    if not isinstance(data, dict) or set(data) != set(fields):
-        raise CheckpointError(f"{path}: trainer state has no valid progress record")
-    for name, value in data.items():
-        want = {"int": int, "float": (int, float), "list": list}[fields[name].split("[")[0]]
-        if isinstance(value, bool) or not isinstance(value, want):
-            raise CheckpointError(f"{path}: trainer state field progress.{name} has the wrong type")
-    if data["step"] < 0 or data["epoch"] < 0 or data["position"] < 0:
-        raise CheckpointError(f"{path}: trainer state has a negative step, epoch or position")
-    return Progress(**data)
 
 
 def _is_distributed_failure(e: Exception) -> bool:

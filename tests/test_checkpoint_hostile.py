@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from nlp_rnn import checkpoint
-from nlp_rnn.checkpoint import (MAX_HEADER_BYTES, MAX_JSON_BYTES, SIZE_FIELDS, copy_model, load_checkpoint,
+from nlp_rnn.schema import MAX_JSON_BYTES
+from nlp_rnn.checkpoint import (MAX_HEADER_BYTES, SIZE_FIELDS, copy_model, load_checkpoint,
                                 load_trainer_state, read_pointer, save_checkpoint, unflatten_optimizer,
                                 validate_progress)
 from nlp_rnn.cli import app

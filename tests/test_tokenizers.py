@@ -341,12 +341,12 @@ def test_load_reports_a_model_field_that_is_not_a_string(saved_spm, model):
 
 @pytest.mark.parametrize("content, match", [
     (None, "missing tokenizer file"),
-    (b"{not json", "not a tokenizer description"),
-    (b"\xff\xfe\x00", "not a tokenizer description"),
-    (b"[1, 2, 3]", "not a tokenizer description"),
-    (b'{"chars": "abc"}', "not a tokenizer description"),
-    (b'{"kind": "wordpiece"}', "unknown tokenizer kind 'wordpiece'"),
-    (b'{"kind": "char", "chars": ["a", "b"]}', "'chars' must be a string"),
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe\x00", "not UTF-8 text"),
+    (b"[1, 2, 3]", "must be an object"),
+    (b'{"chars": "abc"}', "kind: missing"),
+    (b'{"kind": "wordpiece"}', 'kind: must be one of "char", "sentencepiece", not "wordpiece"'),
+    (b'{"kind": "char", "chars": ["a", "b"]}', "chars: must be a string"),
     (b'{"kind": "char", "chars": "abca"}', "distinct single characters"),
 ])
 def test_load_rejects_broken_descriptions(tmp_path, content, match):

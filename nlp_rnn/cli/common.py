@@ -69,6 +69,23 @@ InferBatch = Annotated[int, typer.Option(
     "--batch-size", help="Sentences translated together." + describe("batch_size_infer"))]
 SearchPrecision = Annotated[str, typer.Option(
     "--precision", help="fp32, or bf16 autocast (measured 2-3x slower than fp32 for CPU search).")]
+Dataset = Annotated[Optional[str], typer.Option("--dataset", help="A `datasets` name on the hub, or a builder (text, json, "
+                                                          "csv) for local --data-files.")]
+DatasetConfig = Annotated[Optional[str], typer.Option("--dataset-config", help="The --dataset's configuration name.")]
+Split = Annotated[str, typer.Option("--split", help="The --dataset's split to train on.")]
+DataFiles = Annotated[Optional[List[str]], typer.Option("--data-files", help="Local files for a --dataset builder.")]
+SrcFile = Annotated[Optional[Path], typer.Option("--src", help="Source side, one sentence per line.")]
+TgtFile = Annotated[Optional[Path], typer.Option("--tgt", help="Target side, aligned with --src line by line.")]
+PairsFile = Annotated[Optional[Path], typer.Option("--pairs", help="TSV/CSV (source, target columns) or JSONL pairs.")]
+SrcCol = Annotated[int, typer.Option("--src-col", help="0-based source column of --pairs TSV/CSV.")]
+TgtCol = Annotated[int, typer.Option("--tgt-col", help="0-based target column of --pairs TSV/CSV.")]
+SrcField = Annotated[Optional[str], typer.Option("--src-field", help="JSONL/dataset field of the source "
+                                                                     "(default: src, or --src-lang).")]
+TgtField = Annotated[Optional[str], typer.Option("--tgt-field", help="JSONL/dataset field of the target "
+                                                                     "(default: tgt, or --tgt-lang).")]
+TextField = Annotated[str, typer.Option("--text-field", help="Field of .jsonl records / dataset rows.")]
+MaxLen = Annotated[int, typer.Option("--max-len", help="Drop pairs with a side longer than this many words."
+                                     + describe("max_len"))]
 Files = Annotated[Optional[List[str]], typer.Argument(help="Text files, directories or globs (.txt, .jsonl).")]
 
 
@@ -209,14 +226,11 @@ class TrainingView:
 
 
 def stdin_lines(encoding_errors: str = "strict"):
-    """Lines of standard input, decoded at the edge one by one (an invalid line names its number)."""
-    from ..corpora import decode_line
+    """Lines of standard input, read in bounded blocks and decoded at the edge (an invalid line names its number)."""
+    from ..corpora import iter_lines
 
     if sys.stdin.isatty():
         info("reading from standard input (Ctrl-D to end)")
-    for n, raw in enumerate(sys.stdin.buffer, 1):
-        yield decode_line(raw.rstrip(b"\r\n"), "standard input", n, encoding_errors)
+    for _, line in iter_lines(sys.stdin.buffer, encoding_errors, name="standard input"):
+        yield line
 
-
-# kept for commands not yet moved to the aliases above
-JSON = typer.Option(False, "--json", help="Print results as one JSON object on stdout.")

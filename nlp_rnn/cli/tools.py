@@ -3,46 +3,60 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from ..errors import UsageError
-from .common import JSON, info, metrics_table, out_console, print_json
+from ..limits import describe
+from .common import (DataFiles, Dataset, DatasetConfig, EncodingErrors, Json, MaxLen, Overwrite, PairsFile,
+                     Split, SrcCol, SrcField, SrcFile, TextField, TgtCol, TgtField, TgtFile, examples, info,
+                     metrics_table, out_console, print_json)
 
+MAX_SAMPLES = 100
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train and inspect tokenizers.")
 corpus_app = typer.Typer(no_args_is_help=True, help="Inspect corpora the way training reads them.")
 
 
-@tokenizer_app.command("train")
+@tokenizer_app.command("train", epilog=examples(
+    "nlp-rnn tokenizer train corpus/*.txt --type unigram --vocab-size 8000 -o tok/unigram-8k",
+    "nlp-rnn tokenizer train notes.jsonl --text-field body --type char -o tok/chars"))
 def tokenizer_train(
-    files: List[str] = typer.Argument(..., help="Text files, directories or globs."),
-    out: Path = typer.Option(..., "-o", "--out", help="Directory to write the tokenizer into."),
-    kind: str = typer.Option("unigram", "--type", help="unigram, bpe (sentencepiece) or char."),
-    vocab_size: int = typer.Option(8000, "--vocab-size"),
-    character_coverage: float = typer.Option(1.0, "--character-coverage"),
-    min_freq: int = typer.Option(1, "--min-freq", help="char only: rarer characters become <unk>."),
-    text_field: str = typer.Option("text", "--text-field"),
-    encoding_errors: str = typer.Option("strict", "--encoding-errors"),
-    as_json: bool = JSON,
+    files: Annotated[List[str], typer.Argument(help="Text files, directories or globs (.txt, .jsonl).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Directory to write the tokenizer into (new, or a "
+                                                          "tokenizer nlp-rnn wrote; created with its parents).")],
+    kind: Annotated[str, typer.Option("--type", help="unigram, bpe (sentencepiece) or char.")] = "unigram",
+    vocab_size: Annotated[int, typer.Option("--vocab-size", help="Pieces in the vocabulary (sentencepiece)."
+                                            + describe("vocab_size"))] = 8000,
+    character_coverage: Annotated[float, typer.Option(
+        "--character-coverage", help="Share of characters sentencepiece must cover; the rest become <unk>."
+        + describe("character_coverage"))] = 1.0,
+    min_freq: Annotated[int, typer.Option("--min-freq", help="char only: rarer characters become <unk>."
+                                          + describe("min_freq"))] = 1,
+    text_field: TextField = "text",
+    encoding_errors: EncodingErrors = "strict",
+    overwrite: Overwrite = False,
+    as_json: Json = False,
 ):
     """Train a tokenizer on corpus files and save it to a directory."""
     import itertools
 
     from ..atomic import atomic_dir, check_output_dir
     from ..corpora import CorpusStats, iter_text_lines
+    from ..limits import check
     from ..tokenizers import train_tokenizer
 
     if kind not in ("unigram", "bpe", "char"):
         raise UsageError(f"--type must be unigram, bpe or char, not {kind!r}")
-    if not 0 < character_coverage <= 1:
-        raise UsageError(f"--character-coverage must be in (0, 1], not {character_coverage}")
-    check_output_dir(out)  # a bad -o fails before the corpus is read
+    check("vocab_size", vocab_size)
+    check("character_coverage", character_coverage)
+    check("min_freq", min_freq)
+    check_output_dir(out, overwrite)  # a bad -o fails before the corpus is read
     stats = CorpusStats()  # lines are streamed; sentencepiece keeps a bounded sample of them
     lines = iter_text_lines(files, text_field=text_field, encoding_errors=encoding_errors, stats=stats)
     first = next(lines)
     tok = train_tokenizer(itertools.chain([first], lines), kind, vocab_size, min_freq, character_coverage)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite) as tmp:
         tok.save(tmp)
     sample = first[:80]
     ids = tok.encode(sample)
@@ -53,29 +67,26 @@ def tokenizer_train(
         print_json(result)
     else:
         out_console.print(f"{kind} tokenizer with {tok.vocab_size} tokens written to {out}")
-        out_console.print(f"{sample!r} → {' '.join(result['sample_pieces'])}")
+        out_console.print(_printable(f"{sample!r} → {' '.join(result['sample_pieces'])}"))
 
 
-@corpus_app.command("check")
+@corpus_app.command("check", epilog=examples(
+    "nlp-rnn corpus check corpus/*.txt", "nlp-rnn corpus check --pairs spa.txt --json",
+    "nlp-rnn corpus check --src train.de --tgt train.en --samples 10"))
 def corpus_check(
-    files: Optional[List[str]] = typer.Argument(None, help="Monolingual text files (as `train lm` takes them)."),
-    src: Optional[str] = typer.Option(None, "--src"),
-    tgt: Optional[str] = typer.Option(None, "--tgt"),
-    pairs: Optional[str] = typer.Option(None, "--pairs"),
-    dataset: Optional[str] = typer.Option(None, "--dataset"),
-    dataset_config: Optional[str] = typer.Option(None, "--dataset-config"),
-    split: str = typer.Option("train", "--split"),
-    data_files: Optional[List[str]] = typer.Option(None, "--data-files"),
-    parallel: bool = typer.Option(False, "--parallel", help="Read --dataset as pairs (--src-field/--tgt-field)."),
-    src_col: int = typer.Option(0, "--src-col"),
-    tgt_col: int = typer.Option(1, "--tgt-col"),
-    src_field: Optional[str] = typer.Option(None, "--src-field"),
-    tgt_field: Optional[str] = typer.Option(None, "--tgt-field"),
-    text_field: str = typer.Option("text", "--text-field"),
-    max_len: int = typer.Option(100, "--max-len", help="Pairs with a side longer than this many words are dropped."),
-    encoding_errors: str = typer.Option("strict", "--encoding-errors"),
-    samples: int = typer.Option(3, "--samples"),
-    as_json: bool = JSON,
+    files: Annotated[Optional[List[str]], typer.Argument(
+        help="Monolingual text files, directories or globs (as `train lm` takes them).")] = None,
+    src: SrcFile = None, tgt: TgtFile = None, pairs: PairsFile = None,
+    dataset: Dataset = None, dataset_config: DatasetConfig = None, split: Split = "train",
+    data_files: DataFiles = None,
+    parallel: Annotated[bool, typer.Option("--parallel", help="Read --dataset as pairs (--src-field/--tgt-field).")] = False,
+    src_col: SrcCol = 0, tgt_col: TgtCol = 1, src_field: SrcField = None, tgt_field: TgtField = None,
+    text_field: TextField = "text",
+    max_len: MaxLen = 100,
+    encoding_errors: EncodingErrors = "strict",
+    samples: Annotated[int, typer.Option("--samples", help=f"Random lines to show (0-{MAX_SAMPLES}), each "
+                                                           f"shortened to a few hundred characters.")] = 3,
+    as_json: Json = False,
 ):
     """Show what training would see: lines kept and dropped (and why), lengths, character set, samples."""
     from rich.text import Text
@@ -108,7 +119,6 @@ def corpus_check(
         out_console.print("  " + _printable(" ⟶ ".join(s) if isinstance(s, list) else s), markup=False)
 
 
-MAX_SAMPLES = 100
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
 
 
@@ -118,8 +128,9 @@ def _printable(text: str) -> str:
 
 
 def info_cmd(
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Describe this checkpoint or run directory."),
-    as_json: bool = JSON,
+    model: Annotated[Optional[Path], typer.Option(
+        "--model", "-m", help="Describe this checkpoint or run directory (default: the shipped models).")] = None,
+    as_json: Json = False,
 ):
     """Versions, the machine, and the shipped (or given) models."""
     import platform
@@ -163,4 +174,4 @@ def info_cmd(
 def register(app: typer.Typer) -> None:
     app.add_typer(tokenizer_app, name="tokenizer")
     app.add_typer(corpus_app, name="corpus")
-    app.command("info")(info_cmd)
+    app.command("info", epilog=examples("nlp-rnn info", "nlp-rnn info -m runs/lm --json"))(info_cmd)

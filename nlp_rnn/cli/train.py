@@ -12,8 +12,10 @@ import typer
 from ..configs import DEFAULT_SEED, LM_TRAINING, MT_TRAINING, TrainConfig
 from ..errors import UsageError
 from ..limits import describe
-from .common import (Device, EncodingErrors, Files, Json, Overwrite, Seed, Threads, TrainingView, examples, info,
-                     metrics_table, out_console, parse_duration, print_json, setup, state)
+from .common import (DataFiles, Dataset, DatasetConfig, Device, EncodingErrors, Files, Json, MaxLen, Overwrite,
+                     PairsFile, Seed, Split, SrcCol, SrcField, SrcFile, TextField, TgtCol, TgtField, TgtFile, Threads,
+                     TrainingView, examples, info, metrics_table, out_console, parse_duration, print_json, setup,
+                     state)
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a character language model (lm) or a translator (mt).")
 
@@ -26,11 +28,6 @@ def _opt(*names: str, help: str, limit: str | None = None):
 
 Out = Annotated[Path, _opt("-o", "--out", help="Run directory (checkpoints, log, final model); created with its "
                                               "parents. Must be new, or a run of nlp-rnn's (see --resume, --overwrite).")]
-Dataset = Annotated[Optional[str], _opt("--dataset", help="A `datasets` name on the hub, or a builder (text, json, "
-                                                          "csv) for local --data-files.")]
-DatasetConfig = Annotated[Optional[str], _opt("--dataset-config", help="The --dataset's configuration name.")]
-Split = Annotated[str, _opt("--split", help="The --dataset's split to train on.")]
-DataFiles = Annotated[Optional[List[str]], _opt("--data-files", help="Local files for a --dataset builder.")]
 Cell = Annotated[str, _opt("--cell", help="Recurrent cell: rnn (tanh), lstm or gru.")]
 Layers = Annotated[int, _opt("--layers", help="Stacked recurrent layers.", limit="layers")]
 Hidden = Annotated[int, _opt("--hidden", help="Units per recurrent layer.", limit="hidden")]
@@ -122,7 +119,7 @@ def train_lm(
     corpus: Files = None,
     out: Out = ...,
     dataset: Dataset = None, dataset_config: DatasetConfig = None, split: Split = "train", data_files: DataFiles = None,
-    text_field: Annotated[str, _opt("--text-field", help="Field of .jsonl records / dataset rows.")] = "text",
+    text_field: TextField = "text",
     val: Annotated[Optional[List[str]], _opt("--val", help="Validation text (default: held out from the corpus).")] = None,
     val_fraction: Annotated[float, _opt("--val-fraction", help="Share of the corpus held out when no --val is given.",
                                         limit="val_fraction")] = 0.05,
@@ -172,16 +169,9 @@ def train_lm(
     "nlp-rnn train mt --pairs spa.txt --src-lang en --tgt-lang es -o runs/anki --epochs 10"))
 def train_mt(
     out: Out = ...,
-    src: Annotated[Optional[Path], _opt("--src", help="Source side, one sentence per line.")] = None,
-    tgt: Annotated[Optional[Path], _opt("--tgt", help="Target side, aligned with --src line by line.")] = None,
-    pairs: Annotated[Optional[Path], _opt("--pairs", help="TSV/CSV (source, target columns) or JSONL pairs.")] = None,
+    src: SrcFile = None, tgt: TgtFile = None, pairs: PairsFile = None,
     dataset: Dataset = None, dataset_config: DatasetConfig = None, split: Split = "train", data_files: DataFiles = None,
-    src_col: Annotated[int, _opt("--src-col", help="0-based source column of --pairs TSV/CSV.")] = 0,
-    tgt_col: Annotated[int, _opt("--tgt-col", help="0-based target column of --pairs TSV/CSV.")] = 1,
-    src_field: Annotated[Optional[str], _opt("--src-field", help="JSONL/dataset field of the source "
-                                                                 "(default: src, or --src-lang).")] = None,
-    tgt_field: Annotated[Optional[str], _opt("--tgt-field", help="JSONL/dataset field of the target "
-                                                                 "(default: tgt, or --tgt-lang).")] = None,
+    src_col: SrcCol = 0, tgt_col: TgtCol = 1, src_field: SrcField = None, tgt_field: TgtField = None,
     src_lang: Annotated[Optional[str], _opt("--src-lang", help="Source language code, recorded in the checkpoint.")] = None,
     tgt_lang: Annotated[Optional[str], _opt("--tgt-lang", help="Target language code, recorded in the checkpoint.")] = None,
     val_src: Annotated[Optional[Path], _opt("--val-src", help="Validation sources (with --val-tgt).")] = None,
@@ -189,8 +179,7 @@ def train_mt(
     val_pairs: Annotated[Optional[Path], _opt("--val-pairs", help="Validation pairs in the layout of --pairs.")] = None,
     val_fraction: Annotated[float, _opt("--val-fraction", help="Share of pairs held out when no validation set is "
                                                                "given.", limit="val_fraction")] = 0.05,
-    max_len: Annotated[int, _opt("--max-len", help="Drop pairs with a side longer than this many words.",
-                                 limit="max_len")] = 100,
+    max_len: MaxLen = 100,
     encoding_errors: EncodingErrors = "strict",
     src_tokenizer: Annotated[Optional[Path], _opt("--src-tokenizer", help="An existing source tokenizer directory.")] = None,
     tgt_tokenizer: Annotated[Optional[Path], _opt("--tgt-tokenizer", help="An existing target tokenizer directory.")] = None,
