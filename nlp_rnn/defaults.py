@@ -89,26 +89,43 @@ def _corpora_dir() -> Path:
 CORPORA = _corpora_dir()
 
 
-def recipes(corpora: Path | None = None) -> list[dict]:
-    """How every shipped model is trained: `nlp-rnn` arguments (without `-o`), plus the test split it is
-    scored on. `nlp-rnn demo --retrain` runs exactly these; each model card quotes its command."""
+# The shipped models' training settings. With the Tatoeba pairs (`demo --retrain --data DIR`): the models in
+# checkpoints/. Without them: the same shapes, smaller, on corpora/ alone (demonstration quality, 10 minutes).
+MT_ARGS = ["--tokenizer-type", "unigram", "--vocab-size", "8000", "--cell", "lstm", "--attention", "luong",
+           "--layers", "2", "--hidden", "384", "--embed", "256", "--dropout", "0.3", "--label-smoothing", "0.1",
+           "--batch-tokens", "2048", "--lr", "2e-3", "--eval-every", "1000", "--keep", "4", "--epochs", "8",
+           "--seed", "1", "--threads", "1"]
+LM_ARGS = ["--cell", "gru", "--layers", "1", "--hidden", "512", "--embed", "64", "--dropout", "0.1",
+           "--bptt", "128", "--batch-size", "64", "--eval-every", "500", "--epochs", "4", "--seed", "1",
+           "--threads", "1"]
+OFFLINE_MT_ARGS = ["--tokenizer-type", "unigram", "--vocab-size", "1000", "--cell", "lstm", "--attention", "luong",
+                   "--layers", "1", "--hidden", "256", "--embed", "128", "--dropout", "0.3", "--batch-tokens", "1024",
+                   "--lr", "3e-3", "--eval-every", "200", "--max-time", "3m", "--seed", "1", "--threads", "2"]
+OFFLINE_LM_ARGS = ["--cell", "gru", "--layers", "1", "--hidden", "384", "--embed", "48", "--dropout", "0.2",
+                   "--bptt", "128", "--batch-size", "32", "--lr", "3e-3", "--eval-every", "200", "--max-time", "90s",
+                   "--seed", "1", "--threads", "2"]
+AVERAGE_LAST = 3  # translators ship the mean of their last checkpoints (measured on dev: BENCHMARKS.md)
+
+
+def recipes(corpora: Path | None = None, data: dict | None = None) -> list[dict]:
+    """How every shipped model is trained: `nlp-rnn` arguments (without `-o`), the project's own test file it is
+    scored on (recomputed by the tests) and, with Tatoeba `data` (from `tatoeba.prepare`), the held-out split."""
     c = Path(corpora or CORPORA)
-    lm = ["--cell", "gru", "--layers", "1", "--hidden", "384", "--embed", "48", "--dropout", "0.2",
-          "--bptt", "128", "--batch-size", "32", "--lr", "3e-3", "--eval-every", "200", "--max-time", "90s",
-          "--seed", "1", "--threads", "2"]
-    mt = ["--tokenizer-type", "unigram", "--vocab-size", "1000", "--cell", "lstm", "--attention", "luong",
-          "--layers", "1", "--hidden", "256", "--embed", "128", "--dropout", "0.3", "--batch-tokens", "1024",
-          "--lr", "3e-3", "--eval-every", "200", "--max-time", "3m", "--seed", "1", "--threads", "2"]
-    pairs = str(c / "en-es" / "train.tsv")
-    return [
-        {"name": "lm-en", "kind": "lm", "lang": "en", "test": str(c / "prose-en" / "test.txt"),
-         "args": ["train", "lm", str(c / "prose-en" / "train.txt"), "--val", str(c / "prose-en" / "dev.txt"), *lm]},
-        {"name": "lm-es", "kind": "lm", "lang": "es", "test": str(c / "prose-es" / "test.txt"),
-         "args": ["train", "lm", str(c / "prose-es" / "train.txt"), "--val", str(c / "prose-es" / "dev.txt"), *lm]},
-        {"name": "mt-en-es", "kind": "mt", "src": "en", "tgt": "es", "test": str(c / "en-es" / "test.tsv"),
-         "args": ["train", "mt", "--pairs", pairs, "--val-pairs", str(c / "en-es" / "dev.tsv"),
-                  "--src-lang", "en", "--tgt-lang", "es", *mt]},
-        {"name": "mt-es-en", "kind": "mt", "src": "es", "tgt": "en", "test": str(c / "en-es" / "test.tsv"),
-         "args": ["train", "mt", "--pairs", pairs, "--val-pairs", str(c / "en-es" / "dev.tsv"),
-                  "--src-col", "1", "--tgt-col", "0", "--src-lang", "es", "--tgt-lang", "en", *mt]},
-    ]
+    own_pairs = str(c / "en-es" / "test.tsv")
+    out = []
+    for lang in LM_LANGS:
+        if data:
+            train, val, heldout, args = data[f"lm_{lang}_train"], data[f"lm_{lang}_dev"], data[f"lm_{lang}_test"], LM_ARGS
+        else:
+            train, val, heldout, args = c / f"prose-{lang}" / "train.txt", c / f"prose-{lang}" / "dev.txt", None, OFFLINE_LM_ARGS
+        out.append({"name": f"lm-{lang}", "kind": "lm", "lang": lang, "test": str(c / f"prose-{lang}" / "test.txt"),
+                    "heldout": str(heldout) if heldout else None,
+                    "args": ["train", "lm", str(train), "--val", str(val), *args]})
+    for src, tgt in MT_DIRECTIONS:
+        cols = ["--src-col", "1", "--tgt-col", "0"] if src == "es" else []
+        pairs, val = (data["mt_train"], data["mt_dev"]) if data else (c / "en-es" / "train.tsv", c / "en-es" / "dev.tsv")
+        out.append({"name": f"mt-{src}-{tgt}", "kind": "mt", "src": src, "tgt": tgt, "test": own_pairs,
+                    "heldout": str(data["mt_test"]) if data else None, "average": AVERAGE_LAST if data else 0,
+                    "args": ["train", "mt", "--pairs", str(pairs), "--val-pairs", str(val), *cols, "--src-lang", src,
+                             "--tgt-lang", tgt, *(MT_ARGS if data else OFFLINE_MT_ARGS)]})
+    return out

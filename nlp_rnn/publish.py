@@ -1,91 +1,162 @@
-"""Turn a finished training run into a shipped model: the final model, its test metrics, and a model card."""
+"""Turn a finished training run into a shipped model: the chosen weights (optionally the average of the last
+checkpoints) stored as fp16, its test metrics measured on those very weights, and a model card."""
 from __future__ import annotations
 
-import json
 import shlex
+import shutil
 from pathlib import Path
 
+import torch
+
 from .atomic import atomic_dir
-from .checkpoint import CONFIG_FILE, load_checkpoint, resolve_model_dir
-from .corpora import read_file_text, read_pairs
+from .checkpoint import load_checkpoint, read_config, read_pointer, resolve_model_dir, save_checkpoint
+from .corpora import iter_text_chunks, read_pairs
 from .evaluate import lm_metrics, mt_scores
 from .search import translate_all
 
 MT_TEST_BEAM = 5
+KEYSTROKE_LINES = 1000  # lines of held-out text typed to measure keystroke savings (top 3)
+TATOEBA = ("Tatoeba English–Spanish sentence pairs (tatoeba.org and its contributors, via www.manythings.org/anki), "
+           "CC-BY 2.0 FR")
 
 
 def measure_test_metrics(model_dir: str | Path, recipe: dict) -> dict:
-    """The figure a model card records: bits/char on the test text, or BLEU/chrF (beam 5) on the test pairs."""
+    """What a model card records: on the project's own test text (`test_*`, recomputed by the tests) and, when
+    the recipe trained on Tatoeba, on the held-out Tatoeba split (`heldout_*`)."""
     loaded = load_checkpoint(model_dir, kind=recipe["kind"])
+    out = _metrics(loaded, recipe, recipe["test"], "test")
+    if recipe.get("heldout"):
+        out.update(_metrics(loaded, recipe, recipe["heldout"], "heldout"))
+    return out
+
+
+def _metrics(loaded, recipe: dict, path: str, prefix: str) -> dict:
     if recipe["kind"] == "lm":
-        m = lm_metrics(loaded.model, loaded.tokenizer, read_file_text(recipe["test"]))
-        return {"test_bits_per_char": round(m["bits_per_char"], 4), "test_nats_per_char": round(m["nats_per_char"], 4),
-                "test_chars": m["chars"]}
+        m = lm_metrics(loaded.model, loaded.tokenizer, iter_text_chunks(path))
+        out = {f"{prefix}_bits_per_char": round(m["bits_per_char"], 4),
+               f"{prefix}_nats_per_char": round(m["nats_per_char"], 4), f"{prefix}_chars": m["chars"]}
+        if prefix == "heldout":
+            from .keystrokes import measure_file
+
+            ks = measure_file(loaded.model, loaded.tokenizer, path, top=3, max_lines=KEYSTROKE_LINES)
+            out.update({f"{prefix}_keystroke_savings": round(ks.ksr, 4), f"{prefix}_keystroke_lines": ks.lines})
+        return out
     src_col, tgt_col = (0, 1) if recipe["src"] == "en" else (1, 0)
-    pairs = read_pairs(recipe["test"], src_col, tgt_col).pairs
+    pairs = read_pairs(path, src_col, tgt_col).pairs
     hyps = translate_all(loaded.model, loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"],
                          [s for s, _ in pairs], beam=MT_TEST_BEAM)
     scores = mt_scores([h.text for h in hyps], [t for _, t in pairs])
-    return {"test_bleu": scores["bleu"], "test_chrf": scores["chrf"], "test_sentences": len(pairs),
-            "test_beam": MT_TEST_BEAM, "bleu_signature": scores["signatures"]["bleu"]}
+    return {f"{prefix}_bleu": scores["bleu"], f"{prefix}_chrf": scores["chrf"], f"{prefix}_sentences": len(pairs),
+            f"{prefix}_beam": MT_TEST_BEAM, "bleu_signature": scores["signatures"]["bleu"]}
 
 
-def publish(run_dir: str | Path, dest: str | Path, recipe: dict, command: list[str]) -> dict:
-    """Copy the run's final model to `dest` (atomically) with test metrics in its config and a README card."""
+def averaged(run_dir: Path, last: int):
+    """The run's best checkpoint with its weights replaced by the mean of the last `last` checkpoints it
+    recorded (checkpoint averaging: a cheap ensemble of one run's nearby points)."""
+    from .rundir import RunDir
+
+    best = resolve_model_dir(run_dir)
+    loaded = load_checkpoint(best)
+    names = RunDir(run_dir, True).recorded()[-last:]
+    states = [load_checkpoint(run_dir / "checkpoints" / n).model.state_dict() for n in names]
+    mean = {k: torch.stack([s[k].float() for s in states]).mean(0) for k in states[0]}
+    loaded.model.load_state_dict(mean)
+    loaded.meta["averaged"] = names
+    return loaded
+
+
+def publish(run_dir: str | Path, dest: str | Path, recipe: dict, command: list[str], average: int = 0) -> dict:
+    """Write the run's final model (or the average of its last `average` checkpoints) to `dest` as fp16, with
+    its measured test metrics in config.json and a README card. Returns the metrics."""
     from .defaults import CORPORA
 
-    src = resolve_model_dir(run_dir)
-    command = [a.replace(str(CORPORA), "corpora") for a in command]
-    metrics = measure_test_metrics(src, recipe)
-    config = json.loads((src / CONFIG_FILE).read_text(encoding="utf-8"))
-    config["meta"]["test_metrics"] = metrics
-    config["meta"]["command"] = command
+    run_dir = Path(run_dir)
+    loaded = averaged(run_dir, average) if average > 1 else load_checkpoint(resolve_model_dir(run_dir))
+    meta = {**loaded.meta, "command": [a.replace(str(CORPORA), "corpora") for a in command]}
+    staging = run_dir / "publish"
+    if staging.exists():
+        shutil.rmtree(staging)
+    save_checkpoint(staging, loaded.model.half(), loaded.tokenizers, meta)  # fp16 on disk, widened at load
+    metrics = measure_test_metrics(staging, recipe)
+    meta["test_metrics"] = metrics
+    save_checkpoint(staging, load_checkpoint(staging).model.half(), loaded.tokenizers, meta)
+    config = read_config(staging)
     with atomic_dir(Path(dest)) as tmp:
-        for item in src.iterdir():
-            if item.is_dir():
-                (tmp / item.name).mkdir()
-                for f in item.iterdir():
-                    (tmp / item.name / f.name).write_bytes(f.read_bytes())
-            elif item.name != CONFIG_FILE:
-                (tmp / item.name).write_bytes(item.read_bytes())
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        (tmp / "README.md").write_text(model_card(recipe, config, metrics, command), encoding="utf-8")
+        for item in staging.iterdir():
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        (tmp / "README.md").write_text(model_card(recipe, config, metrics, meta["command"], run_dir),
+                                       encoding="utf-8")
+    shutil.rmtree(staging)
     return metrics
 
 
-def model_card(recipe: dict, config: dict, metrics: dict, command: list[str]) -> str:
-    from .defaults import CORPORA
-
-    recipe = {**recipe, "test": recipe["test"].replace(str(CORPORA), "corpora"),
-              "args": [a.replace(str(CORPORA), "corpora") for a in recipe["args"]]}
+def model_card(recipe: dict, config: dict, metrics: dict, command: list[str], run_dir: Path) -> str:
+    """The README of a shipped model: what it is, what it was trained on (with attribution), how, and how well."""
     m, meta = config["model"], config["meta"]
+    summary = _summary(run_dir)
     if recipe["kind"] == "lm":
         what = f"Character-level language model ({recipe['lang']})"
-        arch = f"{m['cell']} {m['layers']}×{m['hidden']}, embedding {m['embed']}, dropout {m['dropout']}"
-        data = f"`{recipe['args'][2]}` ({meta.get('train_chars', '?'):,} characters), validated on the dev split"
-        figure = (f"{metrics['test_bits_per_char']} bits/char ({metrics['test_nats_per_char']} nats/char) "
-                  f"on `{recipe['test']}` ({metrics['test_chars']:,} characters)")
+        arch = f"{m['cell']} {m['layers']}×{m['hidden']}, embedding {m['embed']}"
+        figures = [f"{metrics['test_bits_per_char']} bits/char on `{_rel(recipe['test'])}` ({metrics['test_chars']:,} "
+                   f"characters of the project's own prose)"]
+        if "heldout_bits_per_char" in metrics:
+            figures.append(f"{metrics['heldout_bits_per_char']} bits/char and keystroke savings "
+                           f"{metrics['heldout_keystroke_savings']:.1%} (top 3 suggestions, "
+                           f"{metrics['heldout_keystroke_lines']:,} lines) on held-out Tatoeba sentences")
     else:
         what = f"Translator {recipe['src']}→{recipe['tgt']}"
-        arch = (f"{m['cell']} encoder-decoder, {m['layers']} layer(s), hidden {m['hidden']}, embedding {m['embed']}, "
+        arch = (f"{m['cell']} encoder-decoder, {m['layers']} layers, hidden {m['hidden']}, embedding {m['embed']}, "
                 f"{'bidirectional' if m['bidirectional'] else 'unidirectional'} encoder, attention {m['attention']}")
-        data = f"the English–Spanish pairs of `corpora/en-es/train.tsv` ({meta.get('train_pairs', '?'):,} pairs)"
-        figure = (f"BLEU {metrics['test_bleu']}, chrF {metrics['test_chrf']} on `{recipe['test']}` "
-                  f"({metrics['test_sentences']} sentences, beam {metrics['test_beam']}; sacrebleu "
-                  f"`{metrics['bleu_signature']}`)")
-    cmd = "nlp-rnn " + " ".join(shlex.quote(a) for a in command) + f" -o runs/{recipe['name']}"
+        figures = [f"BLEU {metrics['test_bleu']}, chrF {metrics['test_chrf']} on `{_rel(recipe['test'])}` "
+                   f"({metrics['test_sentences']} sentences written for the project)"]
+        if "heldout_bleu" in metrics:
+            figures.append(f"BLEU {metrics['heldout_bleu']}, chrF {metrics['heldout_chrf']} on the held-out Tatoeba "
+                           f"test split ({metrics['heldout_sentences']:,} pairs)")
+        figures.append(f"beam {MT_TEST_BEAM}, detokenized sacreBLEU `{metrics['bleu_signature']}`")
+    data = (f"{TATOEBA}, split by `nlp_rnn.tatoeba` (seed 1; pairs sharing a sentence stay on one side), plus the "
+            f"project's own `corpora/`" if recipe.get("heldout") else
+            "the project's own `corpora/` only (demonstration quality)")
+    cmd = "nlp-rnn " + " ".join(shlex.quote(_rel(a)) for a in command) + f" -o runs/{recipe['name']}"
+    averaged_note = f" Weights: the mean of checkpoints {', '.join(meta['averaged'])}." if meta.get("averaged") else ""
     return f"""# {recipe['name']}: {what}
 
-- **Architecture:** {arch}.
-- **Data:** {data}. The corpora were written for nlp-rnn (see `corpora/README.md`).
-- **Test metric:** {figure}.
-- **Trained by** (`nlp-rnn demo --retrain` runs the same recipe):
+- **Architecture:** {arch}; {_parameters(config):,} parameters, stored as fp16 (widened to fp32 when loaded).
+- **Data:** {data}.
+- **Test metrics:** {'; '.join(figures)}.
+- **Training:** {summary}.{averaged_note}
+- **Trained by** (`nlp-rnn demo --retrain{' --data DIR' if recipe.get('heldout') else ''}` runs the same recipe):
 
 ```
 {cmd}
 ```
 
-then published (final model, test metric, this card) by `nlp-rnn demo --retrain -o checkpoints`. Training ran
-for the time budget; the checkpoint with the best validation score (step {meta.get('step', '?')}) was kept. Format: `config.json` + `model.safetensors` + tokenizer files, loadable without pickle.
-A test (`tests/test_shipped.py`) recomputes the test metric and fails if it drifts from the value recorded here.
+Format: `config.json` + `model.safetensors` + tokenizer files, loadable without pickle. `tests/test_shipped.py`
+recomputes the metric on the project's own test text and fails if it drifts from the value recorded here.
 """
+
+
+def _summary(run_dir: Path) -> str:
+    import json
+
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return "see the command below"
+    s = json.loads(path.read_text(encoding="utf-8"))
+    best = read_pointer(run_dir, "best")
+    return (f"{s['steps']:,} steps ({s['epochs']:.1f} epochs) in {s['seconds'] / 60:,.0f} minutes on this project's "
+            f"2-core CPU machine, stopped by {s['stop_reason']}; the best validation checkpoint "
+            f"({best.name if best else 'the last'}) was kept")
+
+
+def _rel(arg: str) -> str:
+    from .defaults import CORPORA
+
+    return arg.replace(str(CORPORA), "corpora")
+
+
+def _parameters(config: dict) -> int:
+    from .checkpoint import MODELS
+
+    model_cls, config_cls = MODELS[config["kind"]]
+    with torch.device("meta"):
+        return sum(p.numel() for p in model_cls(config_cls(**config["model"])).parameters())

@@ -228,8 +228,10 @@ class Service:
         best, other = sorted(scores, key=scores.get)
         return best if scores[other] - scores[best] >= GUESS_MARGIN else None
 
-    def direction_for(self, text: str, src: str | None = None, tgt: str | None = None) -> tuple[str, bool]:
-        """The translator key for one line: from src/tgt, else the guessed language, else the last one used."""
+    def direction_for(self, text: str, src: str | None = None, tgt: str | None = None,
+                      fallback: str | None = None) -> tuple[str, bool]:
+        """The translator key for one line: from src/tgt, else its guessed language, else `fallback` (the line
+        before), else the last direction used."""
         if src or tgt:
             src = src or OTHER.get(tgt)
             tgt = tgt or OTHER.get(src)
@@ -239,7 +241,7 @@ class Service:
         lang = self.guess_language(text)
         if lang is not None and f"{lang}-{OTHER[lang]}" in self.translators:
             return f"{lang}-{OTHER[lang]}", True
-        fallback = self.last_direction or next(iter(self.translators), None)
+        fallback = fallback or self.last_direction or next(iter(self.translators), None)
         if fallback is None:
             raise UsageError(self.no_translator("this text"))
         return fallback, True
@@ -255,7 +257,10 @@ class Service:
         check_translation(beam, n_best, length_penalty, max_len_ratio, batch_size)
         if direction is None and len(self.translators) == 1 and not (src or tgt):
             direction = next(iter(self.translators))
-        plan = [(direction, False) if direction else self.direction_for(line, src, tgt) for line in lines]
+        plan, before = [], None
+        for line in lines:
+            plan.append((direction, False) if direction else self.direction_for(line, src, tgt, before))
+            before = plan[-1][0]
         results: list[TranslationResult | None] = [None] * len(lines)
         for d in dict.fromkeys(d for d, _ in plan):
             index = [i for i, (di, _) in enumerate(plan) if di == d]

@@ -63,3 +63,39 @@ def carve(tsv: str | Path, out_dir: str | Path, seed: int = SPLIT_SEED) -> dict[
     for name, rows in splits.items():
         (out / f"{name}.tsv").write_text("".join(f"{en}\t{es}\n" for en, es in rows), encoding="utf-8")
     return {name: len(rows) for name, rows in splits.items()}
+
+
+def prepare(source: str | Path, work: str | Path, corpora: str | Path) -> dict[str, Path]:
+    """Everything the shipped models train on, from the Tatoeba TSV: the split, the translators' training pairs
+    (Tatoeba's training split plus the project's own `corpora/en-es`), and for each language model its
+    deduplicated Tatoeba side plus the project's prose, with Tatoeba's dev side to validate on."""
+    work, corpora = Path(work), Path(corpora)
+    sizes = carve(source, work)
+    own = read_pairs(corpora / "en-es" / "train.tsv", 0, 1).pairs
+    train = read_pairs(work / "train.tsv", 0, 1).pairs + own
+    (work / "mt-train.tsv").write_text("".join(f"{en}\t{es}\n" for en, es in train), encoding="utf-8")
+    out = {"sizes": sizes, "mt_train": work / "mt-train.tsv", "mt_dev": work / "dev.tsv", "mt_test": work / "test.tsv"}
+    dev = read_pairs(work / "dev.tsv", 0, 1).pairs
+    test = read_pairs(work / "test.tsv", 0, 1).pairs
+    for col, lang in enumerate(("en", "es")):
+        side = dict.fromkeys(p[col] for p in train[: len(train) - len(own)])  # unique, in corpus order
+        prose = (corpora / f"prose-{lang}" / "train.txt").read_text(encoding="utf-8")
+        (work / f"lm-{lang}-train.txt").write_text("\n".join(side) + "\n" + prose, encoding="utf-8")
+        for name, rows in (("dev", dev), ("test", test)):
+            (work / f"lm-{lang}-{name}.txt").write_text("".join(dict.fromkeys(p[col] + "\n" for p in rows)),
+                                                         encoding="utf-8")
+            out[f"lm_{lang}_{name}"] = work / f"lm-{lang}-{name}.txt"
+        out[f"lm_{lang}_train"] = work / f"lm-{lang}-train.txt"
+    return out
+
+
+def find_tsv(data_dir: str | Path) -> Path:
+    """The Tatoeba English–Spanish file in a folder: `spa.txt` as manythings.org/anki ships it, or `train.tsv`."""
+    from .errors import UsageError
+
+    d = Path(data_dir)
+    for name in ("spa.txt", "train.tsv", "spa-eng.tsv"):
+        if (d / name).is_file():
+            return d / name
+    raise UsageError(f"--data {d}: no spa.txt (download spa-eng.zip from https://www.manythings.org/anki/ and "
+                     f"unzip it there) or train.tsv found")

@@ -31,8 +31,11 @@ def test_shipped_model_reproduces_its_recorded_metric(name):
 
 
 def test_shipped_models_fit_the_size_budget():
-    total = sum(f.stat().st_size for f in checkpoints_dir().rglob("*") if f.is_file())
-    assert total <= 25 * 1024 * 1024
+    size = lambda d: sum(f.stat().st_size for f in d.rglob("*") if f.is_file())  # noqa: E731
+    assert size(checkpoints_dir()) <= 80 * 1024 * 1024
+    for name in SHIPPED:
+        if name.startswith("mt-"):
+            assert size(checkpoints_dir() / name) <= 30 * 1024 * 1024, name
 
 
 def test_translate_picks_the_shipped_model_by_language():
@@ -42,8 +45,17 @@ def test_translate_picks_the_shipped_model_by_language():
     assert out["translations"][0]["translation"].strip()
     explicit = runner.invoke(app, ["translate", "¿Dónde está la estación?", "--src", "es", "--tgt", "en", "--json"])
     assert json.loads(explicit.stdout)["translations"] == out["translations"]
-    ambiguous = runner.invoke(app, ["translate", "12345"])
-    assert ambiguous.exit_code == 2 and "--src" in ambiguous.stderr
+    ambiguous = runner.invoke(app, ["translate", "12345", "--json"])  # no language to tell: a default, not a failure
+    assert ambiguous.exit_code == 0 and json.loads(ambiguous.stdout)["translations"][0]["direction"]
+
+
+def test_each_line_is_translated_from_its_own_language():
+    lines = ["Hello", "Hola", "Gracias", "Good morning", "Tengo hambre.", "3:30"]
+    result = runner.invoke(app, ["translate", "--json", "--beam", "1"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    got = [t["direction"] for t in json.loads(result.stdout)["translations"]]
+    assert got[:5] == ["en-es", "es-en", "es-en", "en-es", "es-en"]
+    assert got[5] == got[4]  # a line with no language to tell takes the direction of the line before
 
 
 def test_generate_and_complete_use_the_shipped_lm_of_a_language():

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import UsageError
 from . import STARTED
-from .common import Json, Threads, examples, info, out_console, print_json, setup, state, styled
+from .common import Json, Threads, examples, info, out_console, print_json, setup, state, styled, warn
 
 DEMO_SENTENCES = {
     ("en", "es"): ["Where is the train station?", "I would like a cup of coffee, please.",
@@ -28,16 +28,20 @@ def demo(
     retrain: Annotated[bool, typer.Option(
         "--retrain", help="Retrain every shipped model (with --data: from the Tatoeba pairs; without: from "
                           "corpora/ alone, demonstration quality only).")] = False,
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="With --retrain: where to write the models.")] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="With --retrain: where to write the models "
+                                                                  "(each replaces only a model nlp-rnn wrote).")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        "--data", help="With --retrain: a folder holding the Tatoeba English–Spanish pairs (spa.txt from "
+                       "https://www.manythings.org/anki/).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated paragraphs.")] = 1,
     as_json: Json = False,
     threads: Threads = None,
 ):
     """Translate both ways, generate a paragraph, complete a phrase, and show the models' test metrics."""
     if retrain:
-        return _retrain(out)
-    if out is not None:
-        raise UsageError("-o goes with --retrain")
+        return _retrain(out, data)
+    if out is not None or data is not None:
+        raise UsageError("-o and --data go with --retrain")
     from ..service import Service
 
     service = Service.shipped(device=setup(threads, "cpu"))
@@ -80,27 +84,33 @@ def _render(report: dict) -> None:
     out_console.print(f"done in {report['seconds']} s — try `nlp-rnn repl`, or `nlp-rnn --help`")
 
 
-def _retrain(out: Optional[Path]) -> None:
+def _retrain(out: Optional[Path], data: Optional[Path]) -> None:
     """Run every recipe through this same CLI, then publish each final model with its metrics and card."""
-    from ..defaults import recipes
+    from ..atomic import make_parents
+    from ..defaults import CORPORA, recipes
     from ..publish import publish
+    from ..tatoeba import find_tsv, prepare
     from . import app
 
     if out is None:
         raise UsageError("--retrain needs -o DIR (the shipped models are only replaced if you name checkpoints/)")
-    if not out.parent.is_dir():
-        raise UsageError(f"-o {out}: parent directory {out.parent} does not exist")
-    out.mkdir(exist_ok=True)
+    source = find_tsv(data) if data is not None else None
+    if source is None:
+        warn("no --data: retraining on corpora/ alone gives demonstration quality only (pass --data DIR with the "
+             "Tatoeba spa.txt for the real models)")
+    make_parents(out / "x")
     total = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="nlp-rnn-retrain-", dir=out) as runs:
-        for recipe in recipes():
+    with tempfile.TemporaryDirectory(prefix=".nlp-rnn-retrain-", dir=out) as runs:
+        prepared = prepare(source, Path(runs) / "data", CORPORA) if source is not None else None
+        plan = recipes(data=prepared)
+        for recipe in plan:
             run_dir = Path(runs) / recipe["name"]
             args = (["--quiet"] if state.quiet else []) + recipe["args"] + ["-o", str(run_dir)]
-            info(f"── {recipe['name']}: nlp-rnn {' '.join(recipe['args'][:2])} … ({recipe['args'][recipe['args'].index('--max-time') + 1]})")
+            info(f"── {recipe['name']}: nlp-rnn {' '.join(recipe['args'][:2])} …")
             app(args=args, prog_name="nlp-rnn", standalone_mode=False)
-            metrics = publish(run_dir, out / recipe["name"], recipe, recipe["args"])
+            metrics = publish(run_dir, out / recipe["name"], recipe, recipe["args"], average=recipe.get("average", 0))
             info(f"   {recipe['name']}: {metrics}")
-    info(f"retrained {len(recipes())} models into {out} in {time.perf_counter() - total:.0f} s")
+    info(f"retrained {len(plan)} models into {out} in {time.perf_counter() - total:.0f} s")
 
 
 def register(app: typer.Typer) -> None:
