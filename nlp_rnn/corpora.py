@@ -3,8 +3,9 @@
 Every input is read as a stream in bounded memory, whatever its size: one reader (`iter_text_chunks`, and
 `iter_lines` over it) decodes files, pipes and standard input block by block and refuses what is not UTF-8 text —
 devices, NUL bytes anywhere, UTF-16/32, compressed files, invalid UTF-8, over-long lines — with a `CorpusError`
-naming the file and line. The formats (plain text, aligned files, TSV/CSV/JSONL pairs, `datasets` rows) are thin
-layers over it, and `summarize_text`/`summarize_parallel` give `nlp-rnn corpus check` its figures in one pass.
+naming the file and line. The formats (plain text, aligned files, TSV/CSV/JSONL pairs, labelled examples,
+`datasets` rows) are thin layers over it, and `summarize_text`/`summarize_parallel`/`summarize_labelled` give
+`nlp-rnn corpus check` its figures in one pass.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from .errors import CorpusError, UsageError
+from .errors import CorpusError, MissingInput, UsageError
 from .tokenizers import normalize
 
 TEXT_SUFFIXES = {".txt", ".jsonl", ".tsv", ".csv", ".de", ".en", ".es", ".fr"}
@@ -91,7 +92,7 @@ def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
         elif p.exists():
             out.append(p)
         else:
-            raise CorpusError(p, "no such file")
+            raise MissingInput(p, "no such file")
     if not out:
         raise UsageError("no corpus files given")
     return out
@@ -111,7 +112,7 @@ def check_input_file(path: str | Path, encoding_errors: str = "strict") -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise CorpusError(path, "no such file") from None
+        raise MissingInput(path, "no such file") from None
     except OSError as e:
         raise CorpusError(path, f"cannot read ({e.strerror})") from None
     if stat.S_ISDIR(mode):
@@ -722,7 +723,7 @@ def load_dataset_rows(name: str, config: str | None = None, split: str = "train"
     if local:
         for f in data_files:
             if not Path(f).exists():
-                raise CorpusError(f, "no such file")
+                raise MissingInput(f, "no such file")
     try:
         return datasets.load_dataset(name, config, split=split, data_files=data_files)
     except Exception as e:  # datasets raises many types (ConnectionError, FileNotFoundError, DatasetNotFoundError…)
@@ -1110,3 +1111,287 @@ def open_text_source(files: list[str] | None = None, dataset: str | None = None,
     for p in paths:
         check_input_file(p, encoding_errors)
     return TextSource(paths=paths, encoding_errors=encoding_errors, text_field=text_field)
+
+
+# ---------------------------------------------------------------------------------------------- labelled examples
+
+# Column names that say "the text" or "the label" in a header line; a first row holding one of the label names is
+# taken for a header (unless --header/--no-header says otherwise), and without --text-col/--label-col these pick
+# the columns, in this order of preference.
+TEXT_NAMES = ("text", "sentence", "review", "document", "content", "body", "comment", "tweet", "utterance",
+              "message", "query", "question", "title")
+LABEL_NAMES = ("label", "labels", "class", "category", "sentiment", "target", "polarity", "intent", "tag", "y",
+               "rating", "stars")
+
+
+@dataclass
+class LabelledCorpus:
+    """Texts with one string label each, as a classifier trains on them."""
+
+    texts: list[str]
+    labels: list[str]
+    stats: CorpusStats
+
+    def counts(self) -> dict[str, int]:
+        """Examples per label, most frequent first (ties by label)."""
+        c = collections.Counter(self.labels)
+        return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _column(value: int | str | None) -> int | str | None:
+    """A --text-col/--label-col value: a 0-based index ("2") or a header name ("review")."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+def _label_text(value, where, what: str, n: int) -> str:
+    """A label as a string: strings as they are, whole numbers and booleans as JSON writes them."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value)
+    raise CorpusError(where, f"{what} has a label that is not a string or number ({type(value).__name__})", n)
+
+
+class LabelledStream:
+    """(text, label) examples read one at a time, blank ones dropped and counted in `stats`, from exactly one of:
+
+        a TSV/CSV file    text and label columns by 0-based index or header name; the header line is detected
+        a JSONL file      one object per line, `text_field` and `label_field`
+        a directory       one subfolder per class holding .txt files, one example per file (the IMDB layout)
+        a dataset         `datasets` rows (hub name or a local builder), `text_field` and `label_field`; class
+                          ids of a ClassLabel feature become their names
+    """
+
+    def __init__(self, path: str | Path | None = None, dataset: str | None = None, dataset_config: str | None = None,
+                 split: str = "train", data_files: list[str] | None = None, text_col: int | str | None = None,
+                 label_col: int | str | None = None, header: bool | None = None, text_field: str = "text",
+                 label_field: str = "label", encoding_errors: str = "strict"):
+        if (path is None) == (dataset is None):
+            raise UsageError("give the labelled data as a FILE or folder, or --dataset NAME (exactly one)")
+        check_encoding_errors(encoding_errors)
+        self.text_col, self.label_col, self.header = _column(text_col), _column(label_col), header
+        self.text_field, self.label_field, self.encoding_errors = text_field, label_field, encoding_errors
+        if dataset is not None:
+            self.kind, self.rows, self.where = "dataset", load_dataset_rows(dataset, dataset_config, split,
+                                                                             data_files or None), f"dataset {dataset}"
+        else:
+            self.path = Path(path)
+            if self.path.is_dir():
+                self.kind = "folder"
+            else:
+                check_input_file(self.path, encoding_errors)
+                self.kind = "jsonl" if _is_jsonl(self.path) else "table"
+            self.where = str(self.path)
+        self.stats = CorpusStats(files=[self.where])
+        self.at: tuple[str | Path, int | None] = (self.where, None)  # (file, line) of the example last read
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        rows = {"table": self._table, "jsonl": self._jsonl, "folder": self._folder, "dataset": self._dataset}
+        for text, label in rows[self.kind]():
+            self.stats.read += 1
+            text, label = normalize(text.strip()), normalize(label.strip())
+            if not text:
+                self.stats.drop("blank_text")
+            elif not label:
+                self.stats.drop("blank_label")
+            else:
+                self.stats.kept += 1
+                yield text, label
+
+    def collect(self) -> LabelledCorpus:
+        texts, labels = [], []
+        for text, label in self:
+            texts.append(text)
+            labels.append(label)
+        if not texts:
+            why = ", ".join(f"{n} {r}" for r, n in self.stats.dropped.items()) or "no rows"
+            raise CorpusError(self.where, f"no usable examples ({why} dropped)")
+        return LabelledCorpus(texts, labels, self.stats)
+
+    # ------------------------------------------------------------------ layouts
+    def _table(self) -> Iterator[tuple[str, str]]:
+        path = self.path
+        csv_file = path.suffix == ".csv"
+        sep = "comma" if csv_file else "tab"
+        rows = _csv_rows(path, self.encoding_errors) if csv_file else (
+            (n, _tsv_fields(line, path, n)) for n, line in iter_lines(path, self.encoding_errors))
+        cols = None
+        for n, row in rows:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                if cols is not None:
+                    self.stats.read += 1
+                    self.stats.drop("blank")
+                continue
+            if cols is None:
+                cols, is_header = self._resolve_columns(row, n)
+                if is_header:
+                    continue
+            need = max(cols) + 1
+            self.at = (path, n)
+            if len(row) < need:
+                raise CorpusError(path, f"expected at least {need} {sep}-separated columns (text in column "
+                                        f"{cols[0]}, label in column {cols[1]}), found {len(row)}", n)
+            yield row[cols[0]], row[cols[1]]
+
+    def _resolve_columns(self, first: list[str], n: int) -> tuple[tuple[int, int], bool]:
+        """(text column, label column) and whether `first`, the first non-blank row, is a header line."""
+        names = [c.strip().lower() for c in first]
+        by_name = [c for c in (self.text_col, self.label_col) if isinstance(c, str)]
+        is_header = self.header if self.header is not None else bool(by_name) or any(c in LABEL_NAMES for c in names)
+        if by_name and not is_header:
+            raise UsageError(f"--text-col/--label-col {by_name[0]!r} names a column, but --no-header says {self.path} "
+                             f"has no header line; give a 0-based column number")
+        if not is_header:  # by default the text comes first and the label second, unless one of them is placed
+            label = self.label_col if self.label_col is not None else 0 if self.text_col not in (None, 0) else 1
+            text = self.text_col if self.text_col is not None else 1 if label == 0 else 0
+            return (text, label), False
+        shown = shorten(", ".join(c.strip() for c in first), 200)
+
+        def find(col, known: tuple[str, ...], what: str, taken: int | None = None) -> int:
+            flag = f"--{what}-col"
+            if isinstance(col, int):
+                return col
+            if col is not None:
+                if col.lower() not in names:
+                    raise CorpusError(self.path, f"no column named {col!r} in the header line (columns: {shown}); "
+                                                 f"use {flag} with a column name or 0-based number", n)
+                return names.index(col.lower())
+            hit = next((names.index(k) for k in known if k in names and names.index(k) != taken), None)
+            if hit is None and len(names) == 2 and taken is not None:
+                hit = 1 - taken  # two columns: the text is the one that is not the label
+            if hit is None:
+                raise CorpusError(self.path, f"cannot tell which column holds the {what} from the header line "
+                                             f"(columns: {shown}); use {flag}", n)
+            return hit
+
+        label = find(self.label_col, LABEL_NAMES, "label")
+        return (find(self.text_col, TEXT_NAMES, "text", taken=label), label), True
+
+    def _jsonl(self) -> Iterator[tuple[str, str]]:
+        for n, rec in _json_records(self.path, self.encoding_errors):
+            self.at = (self.path, n)
+            yield self._record(rec, self.path, "record", n)
+
+    def _dataset(self) -> Iterator[tuple[str, str]]:
+        feature = getattr(self.rows, "features", {}) or {}
+        names = getattr(feature.get(self.label_field), "names", None)  # a ClassLabel: ids → names
+        for n, row in enumerate(self.rows, 1):
+            self.at = (f"{self.where}, row {n}", None)
+            text, label = self._record(row, self.where, "row", n, raw=names is not None)
+            yield text, (names[label] if names is not None and isinstance(label, int) and 0 <= label < len(names)
+                         else _label_text(label, self.where, "row", n))
+
+    def _record(self, rec: dict, where, what: str, n: int, raw: bool = False):
+        for field_, flag in ((self.text_field, "--text-field"), (self.label_field, "--label-field")):
+            if field_ not in rec:
+                raise CorpusError(where, f"{what} has no field {field_!r} (fields: {shorten(', '.join(rec), 200)}; "
+                                         f"use {flag})", n)
+        text = rec[self.text_field]
+        if not isinstance(text, str):
+            raise CorpusError(where, f"{what}'s field {self.text_field!r} must be a string", n)
+        label = rec[self.label_field]
+        return text, label if raw else _label_text(label, where, what, n)
+
+    def _folder(self) -> Iterator[tuple[str, str]]:
+        classes = sorted(d for d in self.path.iterdir() if d.is_dir() and not d.name.startswith("."))
+        found = False
+        for d in classes:
+            for f in sorted(p for p in d.rglob("*.txt") if p.is_file()):
+                found = True
+                self.at = (f, None)
+                yield _document(f, self.encoding_errors), d.name
+        if not found:
+            raise CorpusError(self.path, "folder holds no class subfolders with .txt files (expected one "
+                                         "subfolder per class, e.g. pos/ and neg/, each with one .txt file per example)")
+
+
+def _document(path: Path, encoding_errors: str) -> str:
+    """A whole file as one example: its lines joined by spaces, at most MAX_LINE_BYTES."""
+    parts, size = [], 0
+    for chunk in iter_text_chunks(path, encoding_errors):
+        size += len(chunk)
+        if size > MAX_LINE_BYTES:
+            raise CorpusError(path, f"longer than {MAX_LINE_BYTES >> 20} MiB, the limit for one example")
+        parts.append(chunk)
+    return " ".join("".join(parts).split("\n"))
+
+
+def open_labelled(path: str | Path | None = None, dataset: str | None = None, dataset_config: str | None = None,
+                  split: str = "train", data_files: list[str] | None = None, text_col: int | str | None = None,
+                  label_col: int | str | None = None, header: bool | None = None, text_field: str = "text",
+                  label_field: str = "label", encoding_errors: str = "strict") -> LabelledCorpus:
+    """Labelled examples from a file, a folder per class or `--dataset`, in memory (see `LabelledStream`)."""
+    return LabelledStream(path, dataset, dataset_config, split, data_files, text_col, label_col, header, text_field,
+                          label_field, encoding_errors).collect()
+
+
+def split_labelled(corpus: LabelledCorpus, fraction: float, seed: int) -> tuple[LabelledCorpus, LabelledCorpus]:
+    """A seeded split stratified by label: each label with at least two examples gives `fraction` of them (at
+    least one) to validation, so a rare class is held out too, and the same seed holds out the same examples."""
+    if not 0 < fraction < 1:
+        raise UsageError(f"--val-fraction must be between 0 and 1, not {fraction}")
+    rng = random.Random(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(corpus.labels):
+        by_label.setdefault(label, []).append(i)
+    held: set[int] = set()
+    for label in sorted(by_label):
+        index = by_label[label]
+        rng.shuffle(index)
+        if len(index) >= 2:
+            held.update(index[:min(len(index) - 1, max(1, round(len(index) * fraction)))])
+    if not held:
+        raise CorpusError(corpus.stats.files[0] if corpus.stats.files else None,
+                          f"only {len(corpus.texts)} examples: too few to hold out a validation set; give --val FILE")
+
+    def part(keep) -> LabelledCorpus:
+        index = [i for i in range(len(corpus.texts)) if keep(i)]
+        return LabelledCorpus([corpus.texts[i] for i in index], [corpus.labels[i] for i in index], corpus.stats)
+    return part(lambda i: i not in held), part(lambda i: i in held)
+
+
+def summarize_labelled(path: str | Path | None = None, dataset: str | None = None, dataset_config: str | None = None,
+                       split: str = "train", data_files: list[str] | None = None, text_col: int | str | None = None,
+                       label_col: int | str | None = None, header: bool | None = None, text_field: str = "text",
+                       label_field: str = "label", encoding_errors: str = "strict", samples: int = 3,
+                       seed: int = 0) -> dict:
+    """What `train clf` would see, in one streaming pass: examples kept and dropped, examples per label, how
+    imbalanced the labels are (largest class / smallest), text lengths, and `samples` (text, label) drawn
+    uniformly. Memory holds the label counts, a length histogram and the samples, never the corpus."""
+    stream = LabelledStream(path, dataset, dataset_config, split, data_files, text_col, label_col, header,
+                            text_field, label_field, encoding_errors)
+    counts: collections.Counter[str] = collections.Counter()
+    lengths = LengthHistogram()
+    reservoir = Reservoir(samples, seed)
+    for text, label in stream:
+        counts[label] += 1
+        lengths.add(len(text))
+        if reservoir.wants():
+            reservoir.put([shorten(text), shorten(label, 60)])
+        else:
+            reservoir.skip()
+    if not counts:
+        why = ", ".join(f"{n} {r}" for r, n in stream.stats.dropped.items()) or "no rows"
+        raise CorpusError(stream.where, f"no usable examples ({why} dropped)")
+    ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    largest, smallest = max(counts.values()), min(counts.values())
+    report = {"kind": "labelled", **_stats_dict(stream.stats), "examples": sum(counts.values()),
+              "classes": len(counts), "class_counts": ordered, "imbalance": round(largest / smallest, 2),
+              "majority_share": round(largest / sum(counts.values()), 4),
+              "text_length_chars": lengths.percentiles(), "samples": reservoir.sample()}
+    if len(counts) < 2:
+        report["problem"] = "only one label: a classifier needs at least two"
+    elif largest / smallest >= IMBALANCED:
+        report["hint"] = ("the classes are imbalanced: train with --class-weights auto, and judge by macro-F1 "
+                          "(a model that always answers the largest class scores the majority share in accuracy)")
+    return report
+
+
+IMBALANCED = 1.5  # largest class / smallest from which `corpus check` suggests --class-weights auto

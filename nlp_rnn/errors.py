@@ -25,6 +25,12 @@ class CorpusError(NlpRnnError):
         super().__init__(where + problem)
 
 
+class MissingInput(CorpusError):
+    """An input file named on the command line does not exist: a usage error (exit 2), like a bad flag."""
+
+    exit_code = 2
+
+
 class TokenizerError(NlpRnnError):
     """A tokenizer could not be trained, saved or loaded."""
 

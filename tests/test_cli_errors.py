@@ -93,7 +93,7 @@ def d(tmp_path):
 
 CORPUS_CASES = {
     # corpus check, monolingual and parallel
-    "check-missing-file": (lambda d: ["corpus", "check", d.missing], 1, lambda d: [d.missing, "no such file"]),
+    "check-missing-file": (lambda d: ["corpus", "check", d.missing], 2, lambda d: [d.missing, "no such file"]),
     "check-pairs-is-a-directory": (lambda d: ["corpus", "check", "--pairs", d.dir], 1,
                                    lambda d: [d.dir, "is a directory"]),
     "check-empty-file": (lambda d: ["corpus", "check", d.empty], 1, lambda d: [d.empty, "corpus is empty"]),
@@ -108,7 +108,7 @@ CORPUS_CASES = {
     "check-all-pairs-too-long": (lambda d: ["corpus", "check", "--pairs", d.long_tsv, "--max-len", "3"], 1,
                                  lambda d: [d.long_tsv, "5 too_long", "--max-len"]),
     # train lm
-    "lm-missing-file": (lambda d: ["train", "lm", d.missing, "-o", d.out, *LM_BUDGET], 1,
+    "lm-missing-file": (lambda d: ["train", "lm", d.missing, "-o", d.out, *LM_BUDGET], 2,
                         lambda d: [d.missing, "no such file"]),
     "lm-empty-file": (lambda d: ["train", "lm", d.empty, "-o", d.out, *LM_BUDGET], 1,
                       lambda d: [d.empty, "corpus is empty"]),
@@ -119,7 +119,7 @@ CORPUS_CASES = {
     "lm-val-invalid-utf8": (lambda d: ["train", "lm", d.lm, "--val", d.latin1, "-o", d.out, *LM_BUDGET], 1,
                             lambda d: [f"{d.latin1}:3:", "invalid UTF-8"]),
     # train mt
-    "mt-missing-src": (lambda d: ["train", "mt", "--src", d.missing, "--tgt", d.tgt, "-o", d.out, *MT_BUDGET], 1,
+    "mt-missing-src": (lambda d: ["train", "mt", "--src", d.missing, "--tgt", d.tgt, "-o", d.out, *MT_BUDGET], 2,
                        lambda d: [d.missing, "no such file"]),
     "mt-pairs-is-a-directory": (lambda d: ["train", "mt", "--pairs", d.dir, "-o", d.out, *MT_BUDGET], 1,
                                 lambda d: [d.dir, "is a directory"]),
@@ -136,7 +136,7 @@ CORPUS_CASES = {
     "mt-all-pairs-too-long": (lambda d: ["train", "mt", "--pairs", d.long_tsv, "--max-len", "2", "-o", d.out,
                                          *MT_BUDGET], 1, lambda d: [d.long_tsv, "raise --max-len"]),
     # commands that read a file before they need a model
-    "translate-input-missing": (lambda d: ["translate", "-i", d.missing], 1, lambda d: [d.missing, "no such file"]),
+    "translate-input-missing": (lambda d: ["translate", "-i", d.missing], 2, lambda d: [d.missing, "no such file"]),
     "translate-input-is-a-directory": (lambda d: ["translate", "-i", d.dir], 1, lambda d: [d.dir, "is a directory"]),
     "eval-lm-binary": (lambda d: ["eval", "lm", d.binary], 1, lambda d: [f"{d.binary}:2:", "binary file"]),
     "eval-mt-aligned-lengths": (lambda d: ["eval", "mt", "-m", d.tmp / "model", "--src", d.src, "--ref", d.short], 1,
@@ -336,7 +336,7 @@ def test_version():
 
 def test_without_debug_an_error_is_an_exit_not_an_exception(d):
     result = cli("corpus", "check", d.missing)
-    assert isinstance(result.exception, SystemExit) and result.exit_code == 1
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 2  # a missing input is a usage error
 
 
 def test_debug_lets_the_library_error_raise(d):
@@ -360,4 +360,4 @@ def test_debug_from_the_environment(d, monkeypatch):
 
 def test_debug_does_not_stick_to_the_next_command(d):
     cli("--debug", "corpus", "check", d.missing)
-    assert_one_line_error(cli("corpus", "check", d.missing), 1, d.missing)
+    assert_one_line_error(cli("corpus", "check", d.missing), 2, d.missing)
