@@ -95,8 +95,9 @@ class Batcher:
 
     async def submit(self, key: Hashable, items: list, timeout: float) -> list:
         """The results for `items`, run in a batch with other jobs of the same key."""
-        if self.queued + len(items) > self.max_queue:
-            raise Busy(self.retry_after())
+        waiting = self.queued + len(items)
+        if waiting > self.max_queue or (self._rate > 0 and waiting / self._rate > timeout):
+            raise Busy(self.retry_after())  # full, or so long that the caller would time out in it
         if self._task is None or self._task.done():  # started by the first job, inside the server's loop
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._loop())

@@ -36,6 +36,7 @@ from .limits import LIMITS
 from .service import OTHER, Service
 
 WEB = Path(__file__).parent / "web"
+NAME = 100  # characters in a language code or model name
 PAGE_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"}
 
@@ -98,9 +99,11 @@ def _schemas(cfg: ServerConfig):
             return [self.text] if self.text is not None else list(self.texts)
 
     class TranslateRequest(Texts):
-        src: Optional[str] = Field(None, description="Source language, e.g. en (omit src and tgt: guessed per text).")
-        tgt: Optional[str] = Field(None, description="Target language, e.g. es.")
-        model: Optional[str] = Field(None, description="A translator by name (see /v1/models), instead of src/tgt.")
+        src: Optional[str] = Field(None, max_length=NAME, description="Source language, e.g. en (omit src and tgt: "
+                                                                      "guessed per text).")
+        tgt: Optional[str] = Field(None, max_length=NAME, description="Target language, e.g. es.")
+        model: Optional[str] = Field(None, max_length=NAME, description="A translator by name (see /v1/models), "
+                                                                         "instead of src/tgt.")
         beam: int = _limit("beam", 5, cfg.max_beam, "Beam size (1: greedy search).")
         n_best: int = _limit("n_best", 1, cfg.max_beam, "Hypotheses returned per text, best first (at most beam).")
         attention: bool = Field(False, description="Return the attention matrix of each translation.")
@@ -114,7 +117,8 @@ def _schemas(cfg: ServerConfig):
     class GenerateRequest(BaseModel):
         model_config = strict
         prompt: str = Field("", max_length=cfg.max_chars, description="Text to continue.")
-        lang: Optional[str] = Field(None, description="Language of the model to use (null: guessed from the prompt).")
+        lang: Optional[str] = Field(None, max_length=NAME, description="Language of the model to use (null: guessed "
+                                                                       "from the prompt).")
         length: int = _limit("length", 300, cfg.max_length, "Characters to generate.")
         temperature: float = _limit("temperature", 0.8, None, "Below 1: safer text; above 1: more surprising.")
         top_k: Optional[int] = _limit("top_k", None, None, "Sample among the k most likely characters.")
@@ -130,7 +134,7 @@ def _schemas(cfg: ServerConfig):
     class CompleteRequest(BaseModel):
         model_config = strict
         text: str = Field(max_length=cfg.max_chars, description="What has been typed so far.")
-        lang: Optional[str] = Field(None, description="Language of the model to use (null: guessed).")
+        lang: Optional[str] = Field(None, max_length=NAME, description="Language of the model to use (null: guessed).")
         k: int = _limit("k", 3, None, "Suggestions of each kind.")
 
         @field_validator("text")
@@ -144,7 +148,8 @@ def _schemas(cfg: ServerConfig):
     class OnmtItem(BaseModel):
         model_config = ConfigDict(strict=True, extra="ignore")
         src: str = Text
-        id: Union[int, str, None] = Field(None, description="Translator: a name, or its position in /v1/models.")
+        id: Union[int, str, None] = Field(None, description="Translator: a name, or its position among the "
+                                                            "translators of /v1/models (absent: guessed).")
 
         @field_validator("src")
         @classmethod
@@ -221,7 +226,8 @@ def create_app(service: Service, cfg: ServerConfig | None = None) -> FastAPI:
             if model in names and any(e["key"] == names[model] for e in mt_order):
                 return names[model]
             listed = ", ".join(f"{i} ({e['name']})" for i, e in enumerate(mt_order)) or "none"
-            raise ApiError(404, f"no translator named {model!r}; available: {listed}")
+            shown = model if len(str(model)) <= NAME else str(model)[:NAME] + "…"
+            raise ApiError(404, f"no translator named {shown!r}; available: {listed}")
         if not service.translators:
             raise ApiError(404, "no translator is loaded")
         if not (src or tgt):

@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from nlp_rnn.cli import app as cli_app
+from nlp_rnn.batching import Batcher, Busy
 from nlp_rnn.server import ServerConfig, create_app, load_models
 from nlp_rnn.service import Generation, Service
 
@@ -130,7 +131,7 @@ async def test_concurrent_requests_are_batched_and_answered_as_if_alone(service)
 
 @pytest.mark.anyio
 async def test_requests_with_different_options_are_batched_apart(service):
-    async with client(service, max_batch=8, batch_wait_ms=100) as c:
+    async with client(service, max_batch=8, batch_wait_ms=1000) as c:
         replies = await asyncio.gather(
             *(c.post("/v1/translate", json={"text": s, "src": "en", "tgt": "es", "beam": 2}) for s in EN[:3]),
             *(c.post("/v1/translate", json={"text": s, "src": "en", "tgt": "es", "beam": 1}) for s in EN[3:5]))
@@ -185,7 +186,7 @@ async def test_a_client_that_leaves_stops_the_generation(service, monkeypatch):
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app(scope, receive, send), 10)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
         stopped_at = len(produced)
         await asyncio.sleep(0.3)
         assert len(produced) == stopped_at < 1000
@@ -344,15 +345,18 @@ def test_no_body_shape_makes_a_500(service):
 
 @pytest.mark.anyio
 async def test_a_request_past_its_time_limit_gets_408(service, monkeypatch):
-    monkeypatch.setattr(service, "translate", lambda lines, **kw: time.sleep(0.6) or [])
+    release = threading.Event()
+    monkeypatch.setattr(service, "translate", lambda lines, **kw: release.wait(20) and [])
     monkeypatch.setattr(service, "generate", lambda *a, **k: Generation("en", [], (time.sleep(0.01) or "a"
                                                                                  for _ in range(10 ** 6))))
     async with client(service, timeout=0.2) as c:
         start = time.perf_counter()
         translate = await c.post("/v1/translate", json={"text": "hi", "src": "en", "tgt": "es"})
-        assert time.perf_counter() - start < 0.5
+        took = time.perf_counter() - start
+        release.set()
         generate = await c.post("/v1/generate", json={"prompt": "x", "length": 2000})
         streamed = await c.post("/v1/generate", json={"prompt": "x", "length": 2000, "stream": True})
+    assert took < 5  # the limit, not the 20 s the model would have taken
     assert_error(translate, 408, "time limit of 0.2 s")
     assert_error(generate, 408, "time limit of 0.2 s")
     events = sse_events(streamed.text)  # the stream had begun: its end says why
@@ -382,8 +386,33 @@ async def test_a_full_queue_answers_503_at_once(service, monkeypatch):
         release.set()
         done = await asyncio.gather(running, waiting)
     assert_error(refused, 503, "busy")
-    assert int(refused.headers["retry-after"]) >= 1 and took < 0.05
+    assert int(refused.headers["retry-after"]) >= 1 and took < 2  # not after the 10 s the queue would take
     assert [len(r.json()["translations"]) for r in done] == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_a_request_that_would_time_out_in_the_queue_is_refused_at_once():
+    gate = threading.Event()
+
+    def run(key, items):  # 50 ms a sentence, once the gate opens
+        gate.wait(5)
+        time.sleep(0.05 * len(items))
+        return [x.upper() for x in items]
+
+    batcher = Batcher(run, max_batch=4, max_wait=0, max_queue=100)
+    gate.set()
+    assert await batcher.submit("k", ["a", "b"], timeout=5) == ["A", "B"]  # teaches it ~20 sentences/s
+    gate.clear()
+    first = asyncio.create_task(batcher.submit("k", ["c"], timeout=5))  # holds the worker at the gate
+    await asyncio.sleep(0.05)
+    queued = [asyncio.create_task(batcher.submit("k", list("defghijk"), timeout=5))]  # ~0.4 s of work waits
+    await asyncio.sleep(0.01)
+    with pytest.raises(Busy) as refused:
+        await batcher.submit("k", ["l"], timeout=0.3)
+    assert refused.value.retry_after >= 1
+    gate.set()
+    assert await first == ["C"] and (await queued[0]) == list("DEFGHIJK")
+    await batcher.stop()
 
 
 @pytest.mark.anyio
