@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .corpora import iter_file_chunks
+from .corpora import iter_lines
 from .errors import CorpusError, UsageError
 from .sampling import Autocompleter, is_word_char
 
@@ -161,12 +161,7 @@ def autocompleter_suggester(completer: Autocompleter) -> Suggester:
 
 def read_lines(path: str | Path) -> Iterator[str]:
     """A text file's lines (UTF-8, NFC, without line breaks), streamed; file problems are CorpusErrors."""
-    rest = ""
-    for chunk in iter_file_chunks(path):
-        *lines, rest = (rest + chunk).split("\n")
-        yield from lines
-    if rest:
-        yield rest
+    return (text for _, text in iter_lines(path))
 
 
 def measure_file(model, tokenizer, path: str | Path, top: int = 3, max_lines: int | None = None,
