@@ -9,7 +9,6 @@ typing never waits behind a batch, generations on a few stream threads. Every er
 """
 
 import asyncio
-import dataclasses
 import hmac
 import json
 import math
@@ -144,6 +143,8 @@ def _schemas(cfg: ServerConfig):
 
     class ClassifyRequest(Texts):
         top: int = _limit("top", 3, None, "Labels returned per text, most likely first.")
+        model: Optional[str] = Field(None, max_length=NAME, description="A classifier by name (default: the one "
+                                                                         "for each text's language).")
 
     class OnmtItem(BaseModel):
         model_config = ConfigDict(strict=True, extra="ignore")
@@ -318,14 +319,15 @@ def create_app(service: Service, cfg: ServerConfig | None = None) -> FastAPI:
 
     @app.post("/v1/classify", tags=["classify"], dependencies=api, summary="Label texts with the classifier")
     async def classify(req: ClassifyRequest):
-        clf = [e for e in catalog if e["kind"] == "clf"]
-        if not clf:
+        if not service.classifiers:
             raise ApiError(404, "no classifier is loaded")
-        results = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in
-                   await classifier.run(service.classify, req.all(), req.top, timeout=cfg.timeout)]
+        if req.model is not None and req.model not in service.classifiers:
+            raise ApiError(404, f"no classifier named {req.model!r}; available: {', '.join(service.classifiers)}")
+        results = await classifier.run(service.classify, req.all(), req.top, req.model, timeout=cfg.timeout)
         if req.text is not None:
-            return reply({**results[0], "model": clf[0]["name"]})
-        return reply({"results": results, "model": clf[0]["name"]})
+            return reply(results[0])
+        models = {r.get("model") for r in results}
+        return reply({"results": results, "model": models.pop() if len(models) == 1 else None})
 
     @app.post("/translator/translate", tags=["OpenNMT-py compatible"], dependencies=api,
               summary="The request and answer of OpenNMT-py's server")
