@@ -1,0 +1,144 @@
+"""Translator speed, A/B inside one process: this checkout against another (`--baseline DIR`, e.g. a `git worktree`
+of an older commit), or against itself. On a shared machine two runs minutes apart are not comparable, so the two
+sides take turns on the same batches and each is timed by the CPU time it used (`time.thread_time`).
+
+    python -m benchmarks.mt_speed prepare                 tokenize Multi30k once (sentencepiece unigram 8k per side)
+    python -m benchmarks.mt_speed train --seconds 120     training steps, target tokens per CPU-second, peak RSS
+    python -m benchmarks.mt_speed translate --model DIR   greedy / beam-5 sentences per CPU-second, batch-1 latency
+
+Run pinned to one core: `taskset -c 1 python -m benchmarks.mt_speed train --threads 1 --baseline /tmp/old --json`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from nlp_rnn import runtime
+from nlp_rnn.data import bucket_batches, collate
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+CACHE = Path("/tmp/nlp-rnn-mt-speed")
+PEER_ARCH = dict(cell="lstm", embed=256, hidden=256, layers=2, bidirectional=True, attention="luong", input_feed=True,
+                 dropout=0.3)  # OpenNMT-py's architecture, as in BENCHMARKS.md
+
+
+def load_checkout(path: Path, name: str = "nlp_rnn_baseline"):
+    """Another checkout's `nlp_rnn` package, imported under `name` beside this one; returns its `models`."""
+    spec = importlib.util.spec_from_file_location(name, path / "nlp_rnn" / "__init__.py",
+                                                  submodule_search_locations=[str(path / "nlp_rnn")])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return importlib.import_module(f"{name}.models")
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def prepare(args) -> dict:
+    from nlp_rnn.data import encode_pairs
+    from nlp_rnn.tokenizers import train_tokenizer
+
+    pairs = multi30k(args.data, "train")
+    src_tok = train_tokenizer([s for s, _ in pairs], "unigram", 8000)
+    tgt_tok = train_tokenizer([t for _, t in pairs], "unigram", 8000)
+    src, tgt = encode_pairs(pairs, src_tok, tgt_tok)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    torch.save({"src": src, "tgt": tgt, "src_vocab": src_tok.vocab_size, "tgt_vocab": tgt_tok.vocab_size},
+               args.cache / "multi30k-ids.pt")
+    return {"pairs": len(pairs), "cache": str(args.cache)}
+
+
+def multi30k(data: Path, split: str) -> list[tuple[str, str]]:
+    de = (data / "multi30k" / f"{split}.de").read_text(encoding="utf-8").split("\n")
+    en = (data / "multi30k" / f"{split}.en").read_text(encoding="utf-8").split("\n")
+    return [(a.strip(), b.strip()) for a, b in zip(de, en) if a.strip() and b.strip()]
+
+
+def _sides(args) -> dict:
+    """name → the `nlp_rnn.models` module each side uses."""
+    import nlp_rnn.models as ours
+
+    sides = {"new": ours}
+    if args.baseline:
+        sides["old"] = load_checkout(args.baseline)
+    return sides
+
+
+def train(args) -> dict:
+    ids = torch.load(args.cache / "multi30k-ids.pt")
+    src, tgt = ids["src"], ids["tgt"]
+    batches = bucket_batches([len(s) for s in src], [len(t) for t in tgt], args.batch_tokens, seed=0)
+    arch = {**PEER_ARCH, **json.loads(args.arch)}
+    models, opts = {}, {}
+    for name, mod in _sides(args).items():
+        torch.manual_seed(0)
+        m = mod.Seq2Seq(mod.Seq2SeqConfig(src_vocab=ids["src_vocab"], tgt_vocab=ids["tgt_vocab"], **arch))
+        if models:
+            m.load_state_dict(next(iter(models.values())).state_dict())  # same weights on every side
+        else:
+            for p in m.parameters():
+                torch.nn.init.uniform_(p, -0.1, 0.1)
+        models[name] = m.train()
+        opts[name] = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    dev = torch.device("cpu")
+    cpu = {n: 0.0 for n in models}
+    tokens = {n: 0 for n in models}
+    losses = {n: [] for n in models}
+    start, i = time.perf_counter(), 0
+    while time.perf_counter() - start < args.seconds or i < 4:
+        b = collate(src, tgt, batches[i % len(batches)])
+        for name, m in models.items():
+            t0 = time.thread_time()
+            with runtime.autocast(dev, args.precision):
+                loss, _ = m.loss(b)
+            opts[name].zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            opts[name].step()
+            if i >= 2:  # warm-up
+                cpu[name] += time.thread_time() - t0
+                tokens[name] += b.n_tokens
+                losses[name].append(loss.item())
+        i += 1
+    out = {"steps": i - 2, "precision": args.precision, "arch": arch, "batch_tokens": args.batch_tokens}
+    for name in models:
+        out[f"{name}_tgt_tokens_per_cpu_s"] = round(tokens[name] / cpu[name], 1)
+        out[f"{name}_loss_last10"] = round(statistics.mean(losses[name][-10:]), 4)
+    if "old" in models:
+        out["speedup"] = round(out["new_tgt_tokens_per_cpu_s"] / out["old_tgt_tokens_per_cpu_s"], 3)
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.mt_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["prepare", "train"])
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    p.add_argument("--batch-tokens", type=int, default=2048)
+    p.add_argument("--arch", default="{}", help="JSON overrides of the model config, e.g. '{\"cell\": \"gru\"}'")
+    p.add_argument("--baseline", type=Path, default=None, help="a checkout to compare with (imported beside this one)")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--cache", type=Path, default=CACHE)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = {"bench": f"mt_speed {args.what}", "threads": args.threads,
+              **{"prepare": prepare, "train": train}[args.what](args), "peak_rss_mb": peak_rss_mb(),
+              "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
