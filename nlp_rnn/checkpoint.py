@@ -1,8 +1,8 @@
 """Checkpoints are directories of data, never pickles:
 
-    config.json          format, format_version, kind (lm|mt), model config, tokenizers, metadata, package version
+    config.json          format, format_version, kind (lm|mt|clf), model config, tokenizers, metadata, package version
     model.safetensors    weights only
-    tokenizer/           (lm)   or   src_tokenizer/ + tgt_tokenizer/ (mt)
+    tokenizer/           (lm, clf)   or   src_tokenizer/ + tgt_tokenizer/ (mt)
     trainer.safetensors  optimizer tensors, RNG state, carried hidden state   } only in resumable
     trainer.json         step, epoch, data position, best score, schedule      } training checkpoints
 
@@ -38,32 +38,39 @@ from .limits import LIMITS
 from .schema import (Anything, Bool, Choice, Fields, Int, ListOf, MapOf, Maybe, Num, Scalar, Str, Tuple, inside, parse_json,
                      read_json, regular_file, show_value, validate)
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
+from .models.classifier import ClassifierConfig, TextClassifier
 from .tokenizers import SPM_FILE, TOKENIZER_FILE, load_tokenizer
 
 FORMAT = "nlp-rnn"
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 TRAINER_TENSORS, TRAINER_JSON = "trainer.safetensors", "trainer.json"
-TOKENIZER_DIRS = {"lm": ("tokenizer",), "mt": ("src_tokenizer", "tgt_tokenizer")}
-MODELS = {"lm": (CharLM, LMConfig), "mt": (Seq2Seq, Seq2SeqConfig)}
-KIND_NAMES = {"lm": "a character language model", "mt": "a translator"}
+TOKENIZER_DIRS = {"lm": ("tokenizer",), "mt": ("src_tokenizer", "tgt_tokenizer"), "clf": ("tokenizer",)}
+MODELS = {"lm": (CharLM, LMConfig), "mt": (Seq2Seq, Seq2SeqConfig), "clf": (TextClassifier, ClassifierConfig)}
+KIND_NAMES = {"lm": "a character language model", "mt": "a translator", "clf": "a text classifier"}
 
 # What a file may ask for, checked before anything is allocated: generous for real models (the shipped ones
 # have under 2M parameters), small enough that no file can exhaust the machine or loop for minutes.
 MAX_VOCAB = int(LIMITS["vocab_size"].hi)
 MAX_WIDTH = int(LIMITS["hidden"].hi)  # embed, hidden
 MAX_LAYERS = int(LIMITS["layers"].hi)
+MAX_CLASSES = int(LIMITS["num_classes"].hi)
+MAX_LABEL_CHARS = 200
 MAX_PARAMETERS = 2 ** 31        # 8 GiB of fp32 weights
 MAX_HEADER_BYTES = 1 << 20      # a safetensors header; ours are a few KB
 MAX_TOKENIZER_BYTES = 64 << 20  # a sentencepiece model
 SIZE_FIELDS = {"vocab_size": MAX_VOCAB, "src_vocab": MAX_VOCAB, "tgt_vocab": MAX_VOCAB,
-               "embed": MAX_WIDTH, "hidden": MAX_WIDTH, "layers": MAX_LAYERS}
+               "embed": MAX_WIDTH, "hidden": MAX_WIDTH, "layers": MAX_LAYERS, "num_classes": MAX_CLASSES}
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 
 
 META = Fields({}, {"src_lang": Maybe(Str(64)), "tgt_lang": Maybe(Str(64)), "test_metrics": MapOf(Scalar()),
-                   "command": ListOf(Str())}, extra=Anything())
+                   "command": ListOf(Str()),
+                   # a classifier's class names, in the order of its outputs, and the loss weight of each class
+                   "labels": ListOf(Str(MAX_LABEL_CHARS), max_len=MAX_CLASSES),
+                   "class_weights": Maybe(ListOf(Num(0), max_len=MAX_CLASSES)),
+                   "max_tokens": Int(1, int(LIMITS["max_tokens"].hi))}, extra=Anything())
 POINTER = Fields({"path": Str(), "step": Int()}, {"score": Num(finite=False)})
 TOKENIZER = Fields({"kind": Choice("char", "sentencepiece")}, {"chars": Str(MAX_VOCAB), "model": Str(255)},
                    extra=Anything())  # tokenizers.py owns the format: only what is checked here is known
@@ -280,8 +287,24 @@ def read_config(path: Path) -> dict:
                     {"package_version": Str(64), "tokenizers": Fields({n: Str(255) for n in TOKENIZER_DIRS[kind]}),
                      "meta": META})
     validate(config, schema, cfg_path)
-    _model_config(path, config)
+    model_config = _model_config(path, config)
+    if kind == "clf":
+        _check_labels(cfg_path, config.get("meta", {}), model_config.num_classes)
     return config
+
+
+def _check_labels(cfg_path: Path, meta: dict, num_classes: int) -> None:
+    """A classifier names each of its outputs once: `meta.labels` holds num_classes distinct, non-blank labels."""
+    labels = meta.get("labels")
+    if labels is None:
+        raise CheckpointError(f"{cfg_path}: meta.labels: missing (a classifier records its class names)")
+    if len(labels) != num_classes:
+        raise CheckpointError(f"{cfg_path}: meta.labels: {len(labels)} labels for a model of {num_classes} classes")
+    if len(set(labels)) != len(labels) or any(not label.strip() for label in labels):
+        raise CheckpointError(f"{cfg_path}: meta.labels: the labels must be distinct and not blank")
+    weights = meta.get("class_weights")
+    if weights is not None and len(weights) != num_classes:
+        raise CheckpointError(f"{cfg_path}: meta.class_weights: {len(weights)} weights for {num_classes} classes")
 
 
 def resolve_model_dir(path: str | Path) -> Path:

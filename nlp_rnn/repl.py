@@ -19,13 +19,13 @@ from typing import Iterator, Sequence
 from .errors import NlpRnnError, UsageError
 from .limits import LIMITS, check
 
-MODES = ("translate", "generate", "complete")
+MODES = ("translate", "generate", "complete", "classify")  # a prefix picks the first that matches: c → complete
 AUTO = "auto"
 
 # name → (argument, one-line description); the order is the order of :help
 COMMANDS = {
     "help": ("[COMMAND]", "show this help, or one command's"),
-    "mode": ("translate|generate|complete", "what a plain line does"),
+    "mode": ("translate|generate|complete|classify", "what a plain line does"),
     "dir": ("SRC-TGT|auto", "translation direction, e.g. es-en (auto: guess the language of each line)"),
     "temp": ("X", "sampling temperature, greater than 0"),
     "topk": ("N|off", "sample only from the N most likely characters (0 or off: no limit)"),
@@ -33,7 +33,7 @@ COMMANDS = {
     "beam": ("N", "beam size of translation (1: greedy)"),
     "len": ("N", "characters to generate"),
     "seed": ("N|off", "fix the random seed of generation (off: a new sample each time)"),
-    "load": ("PATH", "load a checkpoint: a language model, or a translator for its direction"),
+    "load": ("PATH", "load a checkpoint: a language model, a translator for its direction, or a classifier"),
     "info": ("", "models and settings"),
     "quit": ("", "leave (Ctrl-D does too)"),
 }
@@ -70,12 +70,13 @@ class ReplSession:
 
     lm_path: a language model checkpoint or run directory, or None for the shipped LMs (the one of the language
         being typed, or of `lang` when given). mt_paths: translator checkpoints, each registered for the direction
-        its meta records, or None for the shipped translators. `shipped=False` never looks at the shipped models.
+        its meta records, or None for the shipped translators. clf_paths: classifiers for :mode classify (None:
+        the shipped ones, if any). `shipped=False` never looks at the shipped models.
     Paths are checked at once (a bad path is a UsageError/CheckpointError here); weights load on first use.
     """
 
     def __init__(self, lm_path: str | Path | None = None, mt_paths: Sequence[str | Path] | None = None, *,
-                 lang: str | None = None, shipped: bool = True, mode: str | None = None,
+                 clf_paths: Sequence[str | Path] | None = None, lang: str | None = None, shipped: bool = True, mode: str | None = None,
                  direction: str | None = None, device="cpu", temperature: float = 0.8, top_k: int | None = None,
                  top_p: float | None = None, beam: int = 5, length: int = 200, seed: int | None = None, k: int = 5):
         from .defaults import LM_LANGS
@@ -91,7 +92,8 @@ class ReplSession:
             raise UsageError(f"--lang must be one of {', '.join(LM_LANGS)}, not {lang!r}")
         self.lang = lang  # None: the language of what is typed picks the shipped LM
         self.service = Service(lm=[lm_path] if lm_path is not None else [], mt=list(mt_paths or []),
-                               shipped=shipped, device=device)
+                               clf=list(clf_paths or []), shipped=shipped, device=device)
+        self.classifier: str | None = None  # the classifier :load made current (None: the service picks)
         if direction is not None:
             d = normalize_direction(direction)
             if d != AUTO and d not in self.service.translators:
@@ -106,6 +108,8 @@ class ReplSession:
             if m is None:
                 raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
             self.settings.mode = m
+        elif clf_paths and lm_path is None and not mt_paths:
+            self.settings.mode = "classify"
         elif self.service.translators and not (lm_path is not None and not mt_paths):
             self.settings.mode = "translate"
         else:
@@ -142,6 +146,8 @@ class ReplSession:
         if kind == "mt":
             self.settings.direction = key
             report += f"; direction is now {key}"
+        elif kind == "clf":
+            self.classifier = key
         return report
 
     # ------------------------------------------------------------------------------------------ settings
@@ -164,7 +170,7 @@ class ReplSession:
     def _match_mode(text: str) -> str | None:
         t = text.strip().lower()
         hits = [m for m in MODES if m.startswith(t)] if t else []
-        return hits[0] if len(hits) == 1 else None
+        return hits[0] if hits else None
 
     # ------------------------------------------------------------------------------------------ lines
 
@@ -195,6 +201,8 @@ class ReplSession:
                 yield from self._translate(text)
             elif self.settings.mode == "generate":
                 yield from self._generate(text)
+            elif self.settings.mode == "classify":
+                yield from self._classify(text)
             else:
                 yield from self._complete(text)
         except NlpRnnError as e:
@@ -225,6 +233,12 @@ class ReplSession:
         for title, key in (("completions", "completions"), ("next words", "next_words")):
             shown = ", ".join(f"{x['text']} ({x['prob']:.1%})" for x in result[key]) or "(none)"
             yield f"{title}: {shown}\n"
+
+    def _classify(self, text: str) -> Iterator[str]:
+        """'positive (97.3%)'; with more than two labels, the runners-up follow."""
+        result = self.service.classify([text.strip()], top=3, model=self.classifier)[0]
+        others = ", ".join(f"{t['label']} {t['prob']:.1%}" for t in result["top"][1:])
+        yield f"{result['label']} ({result['prob']:.1%})" + (f"; then {others}" if len(result["top"]) > 2 else "") + "\n"
 
     # ------------------------------------------------------------------------------------------ as you type
 
@@ -293,7 +307,7 @@ class ReplSession:
             yield f"{f':{name} {a}'.rstrip()}  {desc}\n"
             return
         width = max(len(f":{n} {a}".rstrip()) for n, (a, _) in COMMANDS.items())
-        yield "Type a line to translate, continue (generate) or complete it, depending on the mode.\n"
+        yield "Type a line to translate, continue (generate), complete or classify it, depending on the mode.\n"
         for n, (a, desc) in COMMANDS.items():
             yield f"  {f':{n} {a}'.rstrip():<{width}}  {desc}\n"
         yield "  Ctrl-C stops a generation or clears the line; Ctrl-D quits; '::' starts a line with a literal ':'.\n"
@@ -310,6 +324,8 @@ class ReplSession:
         note = ""
         if m == "translate" and not self.service.translators:
             note = " (no translator yet: :load PATH)"
+        elif m == "classify":
+            note = "" if self.service.classifiers else " (no classifier yet: :load PATH)"
         elif m != "translate" and not self.has_lm():
             note = " (no language model yet: :load PATH)"
         yield f"mode {m}{note}\n"
@@ -382,7 +398,9 @@ class ReplSession:
         for m in self.service.describe():
             where = m.get("lang") or (f"{m['src']}-{m['tgt']}" if m.get("src") else "")
             role = f"{m['kind']} {where}".strip()
-            yield f"{role:<12} {m['path']} ({m['origin']}, {'loaded' if m['loaded'] else 'not loaded yet'})\n"
+            labels = f"; labels {', '.join(m['labels'])}" if m.get("labels") else ""
+            yield (f"{role:<12} {m['path']} ({m['origin']}, {'loaded' if m['loaded'] else 'not loaded yet'}"
+                   f"{labels})\n")
         if not self.service.translators:
             yield "translators  none\n"
         yield (f"settings     temperature {s.temperature}, top-k {s.top_k or 'off'}, "

@@ -7,6 +7,7 @@ or by the language the text is written in), and nothing here prints, reads files
     service = Service.shipped()                     # the models in checkpoints/, loaded on first use
     service.translate(["Good morning"])             # direction guessed per line → [TranslationResult]
     service.complete("Mañana por la mañ")           # suggestions from the Spanish LM
+    service.classify(["Great food, slow service"])  # [{"label", "prob", "top": [...]}] from the classifier
 """
 from __future__ import annotations
 
@@ -187,6 +188,24 @@ class Service:
             raise UsageError(self.no_translator(direction))
         return self._load(slot)
 
+    def classifier(self, name: str | None = None, text: str = "") -> tuple[str, object]:
+        """(key, loaded classifier): the one named, else the only one, else the shipped one of the language of
+        `text` (clf-en, clf-es), else the first."""
+        with self.lock:
+            if name is not None:
+                slot = self.classifiers.get(name)
+                if slot is None:
+                    raise UsageError(f"no classifier named {name!r}; available: "
+                                     f"{', '.join(self.classifiers) or 'none (pass -m DIR)'}")
+            elif not self.classifiers:
+                raise UsageError("no classifier is available (pass -m DIR, or :load PATH in the REPL)")
+            elif len(self.classifiers) == 1:
+                slot = next(iter(self.classifiers.values()))
+            else:
+                lang = self.guess_language(text) if text else None
+                slot = self.classifiers.get(f"clf-{lang}") or next(iter(self.classifiers.values()))
+            return slot.key, self._load(slot)
+
     def no_translator(self, direction: str) -> str:
         if not self.translators:
             return f"no translator for {direction}: none is available (pass -m/--mt PATH)"
@@ -304,6 +323,32 @@ class Service:
         for kind in ("completions", "next_words"):  # a suggestion that would show as 0% helps nobody
             result[kind] = [s for s in result[kind] if s["prob"] >= 0.005]
         return {**result, "lang": lang, "seconds": round(time.perf_counter() - start, 6)}
+
+    def classify(self, texts: Sequence[str], top: int = 1, model: str | None = None,
+                 batch_size: int = 64) -> list[dict]:
+        """The label of each text, in input order: {"text", "label", "prob", "top": [{"label", "prob"}, ...] (the
+        `top` most likely labels, best first; fewer when the model has fewer), "model"}. Without `model`, each text
+        goes to the classifier `classifier()` picks for it. A text is cut to the tokens the model trained on
+        (`max_tokens` of its checkpoint); an empty one gets the model's answer for no text at all."""
+        from .tasks import Encoded, classify_encoded
+
+        check("top", top)
+        check("batch_size_infer", batch_size, "--batch-size")
+        plan = [self.classifier(model, text)[0] for text in texts] if model is None and len(self.classifiers) > 1 \
+            else [self.classifier(model)[0]] * len(texts)
+        results: list[dict | None] = [None] * len(texts)
+        for key in dict.fromkeys(plan):
+            index = [i for i, k in enumerate(plan) if k == key]
+            _, clf = self.classifier(key)
+            labels = clf.meta["labels"]
+            encoded = Encoded([texts[i] for i in index], clf.tokenizer, int(clf.meta.get("max_tokens", 400)))
+            proba = classify_encoded(clf.model, encoded, batch_size, self.device)
+            probs, ids = proba.topk(min(top, len(labels)), dim=-1)
+            for j, i in enumerate(index):
+                ranked = [{"label": labels[c], "prob": round(float(p), 6)} for p, c in zip(probs[j], ids[j].tolist())]
+                results[i] = {"text": texts[i], "label": ranked[0]["label"], "prob": ranked[0]["prob"], "top": ranked,
+                              "model": key}
+        return results
 
     def score(self, text, lang: str = "en") -> dict:
         """Cross-entropy of a text (a string or an iterable of chunks) under the LM of `lang`."""

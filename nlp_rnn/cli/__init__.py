@@ -82,6 +82,7 @@ tools.register(app)
 demo.register(app)
 repl_cmd.register(app)
 from . import serve_cmd; serve_cmd.register(app)  # noqa: E402, E702
+from . import clf_cmd; clf_cmd.register(app)  # noqa: E402, E702
 
 
 def main() -> None:
