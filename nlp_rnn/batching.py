@@ -2,9 +2,9 @@
 
 Concurrent translation requests become one model call:
 
-    request A: 2 texts, (en-es, beam 5) ─┐
-    request B: 1 text,  (en-es, beam 5) ─┼─ wait ≤ max_wait for max_batch texts ─→ run(key, A+B) ─→ A, B answered
-    request C: 1 text,  (es-en, beam 5) ─┴─ another key: the next round
+    request A: 2 texts (en-es, beam 5) ─┐
+    request B: 1 text  (en-es, beam 5) ─┼─ wait ≤ max_wait for max_batch texts ─→ run(key, A+B) ─→ A, B answered
+    request C: 1 text  (es-en, beam 5) ─┴─ another key: the next round
 
 Both the batcher and a `Lane` refuse work past their bound at once (`Busy`, with a retry estimate) and give up
 on a caller past its time limit (`TimedOut`). Nothing here knows about HTTP or models, so the command line reads
@@ -96,8 +96,9 @@ class Batcher:
     async def submit(self, key: Hashable, items: list, timeout: float) -> list:
         """The results for `items`, run in a batch with other jobs of the same key."""
         waiting = self.queued + len(items)
-        if waiting > self.max_queue or (self._rate > 0 and waiting / self._rate > timeout):
-            raise Busy(self.retry_after())  # full, or so long that the caller would time out in it
+        # full, or so long that the caller would likely time out in it (half the limit: throughput varies)
+        if waiting > self.max_queue or (self._rate > 0 and waiting / self._rate > timeout / 2):
+            raise Busy(self.retry_after())
         if self._task is None or self._task.done():  # started by the first job, inside the server's loop
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._loop())

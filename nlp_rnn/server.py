@@ -7,6 +7,8 @@ service off the event loop: translations through the dynamic batcher, completion
 typing never waits behind a batch, generations on a few stream threads. Every error is one JSON object,
 {"error": {"message", "status"}}, with a 4xx status; no request can name a file.
 """
+# No `from __future__ import annotations`: FastAPI reads the annotations of the endpoints at run time, and the
+# request models they name are classes local to `create_app`.
 
 import asyncio
 import hmac
@@ -23,7 +25,7 @@ from typing import Optional, Union
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,12 +34,13 @@ from . import __version__
 from .batching import Batcher, Busy, Lane, ServerConfig, TimedOut
 from .errors import NlpRnnError
 from .limits import LIMITS
-from .service import OTHER, Service
+from .service import Service
 
 WEB = Path(__file__).parent / "web"
 NAME = 100  # characters in a language code or model name
 PAGE_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"}
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str):

@@ -45,7 +45,8 @@ def serve(
         "--max-queue", help="Sentences (and completions) that may wait; past it requests get 503 at once."
         + _range("max_queue"))] = D.max_queue,
     max_streams: Annotated[int, typer.Option(
-        "--max-streams", help="Generations at once; past it requests get 503." + _range("max_streams"))] = D.max_streams,
+        "--max-streams", help="Generations at once; past it requests get 503." + _range("max_streams"))
+    ] = D.max_streams,
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Seconds a request may take; past it the answer is 408." + _range("timeout"))] = D.timeout,
     max_chars: Annotated[int, typer.Option(
