@@ -10,6 +10,8 @@ Scenarios (shipped models unless -m; English sentences from corpora/en-es/test.t
                    refused (503) at once while the server's memory stays flat
     complete       one client types sentences key by key, one /v1/complete per key, on an idle server
     complete+load  the same while --clients clients keep the translator busy
+    ceiling        no server: the shipped translator in this process, sentences one by one against batches of 32,
+                   per CPU-second (one thread) — the most any batching server could gain with this model and beam
 
 The server runs pinned to --server-cores and the clients to --client-cores, so they do not share a core. The
 server's VmRSS/VmHWM come from /proc/PID/status. Prints a table, then one JSON object (also to --json-out).
@@ -35,7 +37,7 @@ SENTENCES = ROOT / "corpora" / "en-es" / "test.tsv"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenarios", default="single,batched,overload,complete,complete+load")
+    ap.add_argument("--scenarios", default="single,batched,overload,complete,complete+load,ceiling")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds per scenario")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--overload", type=float, default=4.0, help="arrival rate, as a multiple of batched throughput")
@@ -60,6 +62,8 @@ def main() -> None:
     report["machine"] = {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(),
                          "server_cores": sorted(server_cores), "client_cores": args.client_cores,
                          "server_args": args.server_args, "duration_s": args.duration}
+    if "ceiling" in args.scenarios.split(","):
+        report["ceiling"] = ceiling(sentences, args.beam)
     print_table(report)
     print(json.dumps(report))
     if args.json_out:
@@ -314,6 +318,26 @@ async def run(url: str, pid: int, sentences: list[str], args) -> dict:
     return results
 
 
+def ceiling(sentences: list[str], beam: int) -> dict:
+    """Sentences per CPU-second in-process, one at a time and in batches of 32 (shipped en→es, one thread)."""
+    import torch
+
+    from nlp_rnn.service import Service
+
+    torch.set_num_threads(1)
+    service = Service.shipped(device="cpu")
+    service.translate(sentences[:4], direction="en-es", beam=beam)
+    out = {}
+    for name, size, count in (("one_by_one", 1, 64), ("batch_32", 32, 256)):
+        start = time.process_time()
+        for k in range(0, count, size):
+            service.translate(sentences[k:k + size], direction="en-es", beam=beam, batch_size=32)
+        out[f"{name}_per_cpu_s"] = round(count / (time.process_time() - start), 1)
+    out["gain"] = round(out["batch_32_per_cpu_s"] / out["one_by_one_per_cpu_s"], 2)
+    print(f"ceiling: {json.dumps(out)}", file=sys.stderr, flush=True)
+    return out
+
+
 def print_table(report: dict) -> None:
     cols = ["scenario", "requests", "ok_per_s", "ok_per_cpu_s", "server_cpu_s", "ok_p50_ms", "ok_p90_ms", "ok_p95_ms",
             "ok_p99_ms", "in_model_p95_ms", "errors", "statuses", "refused_p50_ms", "refused_p90_ms", "refused_p99_ms",
@@ -325,6 +349,8 @@ def print_table(report: dict) -> None:
     if "batching_gain" in report:
         print(f"batched / single throughput: {report['batching_gain']}x (per server CPU-second: "
               f"{report['batching_gain_per_cpu_s']}x)")
+    if "ceiling" in report:
+        print(f"the model's own batching gain (in-process, per CPU-second): {report['ceiling']['gain']}x")
 
 
 if __name__ == "__main__":
