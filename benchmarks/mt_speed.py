@@ -4,7 +4,8 @@ sides take turns on the same batches and each is timed by the CPU time it used (
 
     python -m benchmarks.mt_speed prepare                 tokenize Multi30k once (sentencepiece unigram 8k per side)
     python -m benchmarks.mt_speed train --seconds 120     training steps, target tokens per CPU-second, peak RSS
-    python -m benchmarks.mt_speed translate --model DIR   greedy / beam-5 sentences per CPU-second, batch-1 latency
+    python -m benchmarks.mt_speed translate --model DIR   greedy / beam-5 sentences per CPU-second, BLEU, batch-1
+                                                          beam-5 latency (CPU ms); --precision, --quantize int8
 
 Run pinned to one core: `taskset -c 1 python -m benchmarks.mt_speed train --threads 1 --baseline /tmp/old --json`.
 """
@@ -30,14 +31,15 @@ PEER_ARCH = dict(cell="lstm", embed=256, hidden=256, layers=2, bidirectional=Tru
                  dropout=0.3)  # OpenNMT-py's architecture, as in BENCHMARKS.md
 
 
-def load_checkout(path: Path, name: str = "nlp_rnn_baseline"):
-    """Another checkout's `nlp_rnn` package, imported under `name` beside this one; returns its `models`."""
-    spec = importlib.util.spec_from_file_location(name, path / "nlp_rnn" / "__init__.py",
-                                                  submodule_search_locations=[str(path / "nlp_rnn")])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return importlib.import_module(f"{name}.models")
+def load_checkout(path: Path, sub: str = "models", name: str = "nlp_rnn_baseline"):
+    """A module of another checkout's `nlp_rnn` package, imported under `name` beside this one."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path / "nlp_rnn" / "__init__.py",
+                                                      submodule_search_locations=[str(path / "nlp_rnn")])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"{name}.{sub}")
 
 
 def peak_rss_mb() -> float:
@@ -119,10 +121,71 @@ def train(args) -> dict:
     return out
 
 
+class _Side:
+    """One side of a translation A/B: a loaded model, its tokenizers, and how it translates."""
+
+    def __init__(self, name: str, model_dir: Path, quantize: str, precision: str, baseline: Path | None):
+        if baseline is None:
+            from nlp_rnn import checkpoint, search
+            from nlp_rnn.models.fast_decode import FastDecoder
+        else:
+            checkpoint, search = load_checkout(baseline, "checkpoint"), load_checkout(baseline, "search")
+        loaded = checkpoint.load_checkpoint(model_dir, kind="mt", quantize=quantize)
+        self.name, self.model, self.search, self.precision = name, loaded.model, search, precision
+        self.src_tok, self.tgt_tok = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
+        self.extra, self.build_ms = {}, None
+        if baseline is None:  # built once per loaded model, as a server would
+            t0 = time.perf_counter()
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            self.extra = {"fast_decoder": FastDecoder(self.model, dtype)}
+            self.build_ms = round(1000 * (time.perf_counter() - t0), 1)
+
+    def translate(self, lines, beam, batch_size):
+        return self.search.translate_all(self.model, self.src_tok, self.tgt_tok, lines, beam=beam,
+                                         batch_size=batch_size, precision=self.precision, **self.extra)
+
+
+def translate(args) -> dict:
+    """Multi30k val through both sides, in alternating chunks; CPU seconds per side; BLEU of each side's output."""
+    from nlp_rnn.evaluate import mt_scores
+
+    pairs = multi30k(args.data, "val")[:args.sentences]
+    src, refs = [s for s, _ in pairs], [t for _, t in pairs]
+    sides = [_Side("new", args.model, args.quantize, args.precision, None)]
+    if args.baseline:
+        sides.append(_Side("old", args.model, args.quantize, args.precision, args.baseline))
+    out = {"sentences": len(src), "quantize": args.quantize, "precision": args.precision,
+           "fast_decoder_build_ms": sides[0].build_ms}
+    chunk = 128
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        for side in sides:
+            side.translate(src[:32], beam, 32)  # warm-up
+        cpu, hyps = {s.name: 0.0 for s in sides}, {s.name: [] for s in sides}
+        for i in range(0, len(src), chunk):
+            for side in sides:
+                t0 = time.thread_time()
+                hyps[side.name] += [h.text for h in side.translate(src[i:i + chunk], beam, 32)]
+                cpu[side.name] += time.thread_time() - t0
+        for side in sides:
+            out[f"{side.name}_{name}_sent_per_cpu_s"] = round(len(src) / cpu[side.name], 1)
+            out[f"{side.name}_{name}_bleu"] = mt_scores(hyps[side.name], refs)["bleu"]
+        if len(sides) == 2:
+            out[f"{name}_speedup"] = round(cpu["old"] / cpu["new"], 3)
+    lat = {s.name: [] for s in sides}
+    for line in src[:args.latency_sentences]:
+        for side in sides:
+            t0 = time.thread_time()
+            side.translate([line], 5, 1)
+            lat[side.name].append(time.thread_time() - t0)
+    for side in sides:
+        out[f"{side.name}_batch1_beam5_ms"] = round(1000 * statistics.median(lat[side.name]), 2)
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.mt_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["prepare", "train"])
+    p.add_argument("what", choices=["prepare", "train", "translate"])
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
@@ -131,11 +194,15 @@ def main(argv=None) -> None:
     p.add_argument("--baseline", type=Path, default=None, help="a checkout to compare with (imported beside this one)")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--cache", type=Path, default=CACHE)
+    p.add_argument("--model", type=Path, help="translate: a Multi30k de→en checkpoint")
+    p.add_argument("--quantize", choices=["none", "int8"], default="none")
+    p.add_argument("--sentences", type=int, default=None, help="translate: the first N of Multi30k val (all)")
+    p.add_argument("--latency-sentences", type=int, default=60)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = {"bench": f"mt_speed {args.what}", "threads": args.threads,
-              **{"prepare": prepare, "train": train}[args.what](args), "peak_rss_mb": peak_rss_mb(),
+              **{"prepare": prepare, "train": train, "translate": translate}[args.what](args), "peak_rss_mb": peak_rss_mb(),
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
 

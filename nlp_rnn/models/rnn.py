@@ -61,3 +61,19 @@ def quantize_int8(module: nn.Module, spec) -> nn.Module:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantiz.*deprecated", category=UserWarning)
         return quantization.quantize_dynamic(module, spec, dtype=torch.qint8)
+
+
+def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM step from its pre-activations (B, 4H), in torch's gate order i, f, g, o: → h, c (B, H)."""
+    i, f, _, o = torch.sigmoid(gates).chunk(4, 1)  # one sigmoid over all four (g's quarter unused) beats three
+    g = torch.tanh(gates[:, 2 * c.size(1):3 * c.size(1)])
+    c = f * c + i * g
+    return o * torch.tanh(c), c
+
+
+def gru_cell(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """One GRU step from the input and recurrent products (B, 3H) with their biases, torch's gate order r, z, n."""
+    H = h.size(1)
+    r, z = torch.sigmoid(gi[:, :2 * H] + gh[:, :2 * H]).chunk(2, 1)
+    n = torch.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+    return n + z * (h - n)
