@@ -477,6 +477,32 @@ def test_serve_refuses_a_port_in_use():
     assert result.exit_code == 2 and "cannot listen on 127.0.0.1 port" in result.stderr
 
 
+def test_serve_models_given_by_path(tmp_path):
+    """`-m` in any order and kind: each checkpoint says what it is; a given LM serves every language."""
+    from helpers import train_tiny_lm
+
+    from nlp_rnn.cli.serve_cmd import _service
+    from nlp_rnn.defaults import shipped_model
+    from nlp_rnn.errors import UsageError
+
+    train_tiny_lm(tmp_path / "lm", steps=5)
+    service = _service([tmp_path / "lm", shipped_model("mt-es-en")], "cpu", "none")
+    load_models(service)
+    with TestClient(create_app(service)) as tc:
+        models = tc.get("/v1/models").json()["models"]
+        guessed = tc.post("/v1/translate", json={"text": "el gato duerme", "beam": 2})
+        named = tc.post("/v1/translate", json={"text": "el perro corre", "model": "es-en"})
+        generated = tc.post("/v1/generate", json={"prompt": "the ", "length": 20, "seed": 1})
+        completed = tc.post("/v1/complete", json={"text": "the qu"})
+    assert sorted((m["kind"], m["name"], m["origin"]) for m in models) == [("lm", "given", "given"),
+                                                                           ("mt", "es-en", "given")]
+    assert guessed.status_code == named.status_code == 200 and named.json()["translations"][0]["direction"] == "es-en"
+    assert generated.status_code == completed.status_code == 200
+    assert generated.json()["chars"] == len(generated.json()["text"]) <= 20  # an untrained LM may sample <unk>
+    with pytest.raises(UsageError, match="at most one language model"):
+        _service([tmp_path / "lm", tmp_path / "lm"], "cpu", "none")
+
+
 def start_server(*args: str) -> tuple[subprocess.Popen, str, list[str]]:
     """`nlp-rnn serve` on a free loopback port: (process, base URL, its stderr lines so far and to come)."""
     proc = subprocess.Popen([sys.executable, "-m", "nlp_rnn", "serve", "--port", "0", "--threads", "1", *args],
