@@ -186,6 +186,7 @@ def load_models(service: Service, warm: bool = True) -> None:
 
 
 def create_app(service: Service, cfg: ServerConfig | None = None) -> FastAPI:
+    """The ASGI app over `service` (its models already chosen; load them first with `load_models`)."""
     cfg = (cfg or ServerConfig()).check()
     TranslateRequest, GenerateRequest, CompleteRequest, ClassifyRequest, OnmtItem = _schemas(cfg)
     catalog = _catalog(service)
