@@ -75,7 +75,7 @@ def bench_gemm(args) -> dict:
 
 def bench_int8_matvec(args) -> dict:
     """One row times a weight matrix, fp32 vs int8 (the batch-1 step of generation): µs per product."""
-    from nlp_rnn.models.lm import _int8_linear
+    from nlp_rnn.models.stepper import _int8_linear
 
     out = {}
     for i, o in [(512, 1536), (512, 2048), (384, 1152), (512, 69)]:

@@ -168,12 +168,12 @@ def _loaded(path):
 def test_int8_stepper_follows_the_fp32_model(cell, monkeypatch):
     torch.manual_seed(0)
     from nlp_rnn.models import CharLM, LMConfig
-    from nlp_rnn.models import lm
+    from nlp_rnn.models import stepper
 
-    monkeypatch.setattr(lm, "INT8_MIN_WEIGHTS", 0)  # quantize even this tiny model's matrices
+    monkeypatch.setattr(stepper, "INT8_MIN_WEIGHTS", 0)  # quantize even this tiny model's matrices
     model = CharLM(LMConfig(vocab_size=30, cell=cell, layers=2, hidden=32, embed=8)).eval()
     q = model.quantized()
-    s32, s8, a, b = model.stepper(), q.stepper(), None, None
+    s32, s8, a, b = stepper.Stepper(model), stepper.Stepper(q), None, None
     assert s8.q_hh[1] is not None and s8.q_ih[1] is not None and s8.q_head is not None
     for t in [3, 5, 7, 9, 11, 13]:
         la, a = s32(torch.tensor([t]), a)

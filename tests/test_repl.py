@@ -312,11 +312,12 @@ class _Hooked:
 
 def route_steps(monkeypatch, model, hook):
     """Send every recurrent step through hook(real, *args): whether the library steps with `model.step` or with
-    a fast stepper from `model.stepper()`. Patch before an Autocompleter is made (it may keep a stepper)."""
+    the fast `Stepper` that sampling builds. Patch before an Autocompleter is made (it keeps its stepper)."""
+    from nlp_rnn import sampling
+
     monkeypatch.setattr(model, "step", _Hooked(model.step, hook))
-    if hasattr(model, "stepper"):
-        real_stepper = model.stepper
-        monkeypatch.setattr(model, "stepper", lambda *a, **kw: _Hooked(real_stepper(*a, **kw), hook))
+    real_stepper = sampling.Stepper
+    monkeypatch.setattr(sampling, "Stepper", lambda *a, **kw: _Hooked(real_stepper(*a, **kw), hook))
 
 
 def test_interrupt_inside_the_model_stops_only_the_generation(session, monkeypatch):
