@@ -45,6 +45,39 @@ def write_ids(chunks: Iterable[str], tokenizer: Tokenizer, path: str | Path) -> 
     return np.memmap(path, dtype=dtype, mode="r")
 
 
+def spread_holdout(n: int, fraction: float = 0.05, blocks: int = 10, min_block: int = 2_000) -> list[tuple[int, int]]:
+    """Validation spans for a text of n characters: `fraction` of it in up to `blocks` equal blocks, one in the
+    middle of each of `blocks` equal stretches, so validation samples the whole corpus rather than its end (a
+    default chosen on one slice of text can lose on the rest). Small corpora get fewer, longer blocks."""
+    total = max(2, int(n * fraction))
+    count = max(1, min(blocks, total // min_block))
+    size, stretch = total // count, n // count
+    return [(i * stretch + (stretch - size) // 2, i * stretch + (stretch - size) // 2 + size) for i in range(count)]
+
+
+def complement(n: int, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of range(n) outside `spans`, in order."""
+    out, pos = [], 0
+    for a, b in sorted(spans):
+        if a > pos:
+            out.append((pos, a))
+        pos = max(pos, b)
+    if pos < n:
+        out.append((pos, n))
+    return out
+
+
+def split_ids(ids: np.ndarray, held: list[tuple[int, int]], path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(the ids outside the held-out spans, streamed to `path` and memory-mapped; the held-out ids, in memory):
+    a corpus of any size is split in bounded memory."""
+    val = np.concatenate([np.asarray(ids[a:b]) for a, b in held])
+    with open(path, "wb") as f:
+        for a, b in complement(len(ids), held):
+            for s in range(a, b, 1 << 22):
+                np.asarray(ids[s:min(b, s + (1 << 22))]).tofile(f)
+    return np.memmap(path, dtype=ids.dtype, mode="r"), val
+
+
 def as_long(ids) -> torch.Tensor:
     """int64 tensor of token ids from a tensor, list or (memory-mapped) numpy array."""
     if torch.is_tensor(ids):

@@ -85,6 +85,7 @@ LIMITS: dict[str, Range] = {
     "batch_size": _int(1, 65_536, "64"),
     "batch_tokens": _int(16, 10 ** 8, "2048"),
     "val_fraction": _real(0, 0.5, lo_open=True, example="0.05"),
+    "val_blocks": _int(1, 1_000, "10"),
     "min_freq": _int(1, 10 ** 9, "1"),
     "max_len": _int(1, 10_000, "100"),
     "vocab_size": _int(1, 1_000_000, "8000"),

@@ -18,7 +18,7 @@ import torch
 
 from .checkpoint import load_checkpoint, read_pointer, save_checkpoint
 from .corpora import LabelledCorpus, TextSource, split_labelled
-from .data import LMStream, as_long, bucket_batches, collate, encode_pairs, write_ids
+from .data import LMStream, as_long, bucket_batches, collate, encode_pairs, split_ids, spread_holdout, write_ids
 from .distributed import agree
 from .errors import CheckpointError, CorpusError, NlpRnnError, TokenizerError, TrainingStopped, UsageError
 from .evaluate import LN2, lm_nll, mt_scores
@@ -82,12 +82,13 @@ class LMData:
     batch_size: int = 64          # parallel streams per optimizer step, across all processes
     bptt: int = 128               # truncated-BPTT window in characters
     min_freq: int = 1             # rarer characters become <unk>
-    val_fraction: float = 0.05    # held out when no validation text is given
+    val_fraction: float = 0.05    # held out when no validation text is given (up to VAL_CAP characters)
+    val_blocks: int = 10          # ... in this many blocks spread over the corpus
 
 
 def check_lm_options(model_options: dict, data: LMData) -> None:
     """Fail on bad flags before any corpus is read or any output printed."""
-    for name in ("batch_size", "bptt", "min_freq", "val_fraction"):
+    for name in ("batch_size", "bptt", "min_freq", "val_fraction", "val_blocks"):
         check(name, getattr(data, name))
     _model_config(LMConfig, vocab_size=1, **model_options)
 
@@ -125,14 +126,17 @@ def train_lm(text: str | TextSource, val_text: str | TextSource | None, run: Run
         fingerprint = file_sha256(run.dir / "data" / f"train{rank}.ids")
         if run.resume:
             _check_same_data(run, loaded.meta, fingerprint)
-        if val_ids is None:  # hold out the end of the corpus: a fraction, up to what validation reads
-            cut = len(ids) - min(int(len(ids) * data.val_fraction), VAL_CAP)
-            ids, val_ids = ids[:cut], ids[cut:]
+        where = ""
+        if val_ids is None:  # hold out spread-out blocks: validation should look like unseen text, not one slice
+            fraction = min(int(len(ids) * data.val_fraction), VAL_CAP) / max(1, len(ids))
+            held = spread_holdout(len(ids), fraction, blocks=data.val_blocks)
+            ids, val_ids = split_ids(ids, held, run.dir / "data" / f"train{rank}.fit.ids")
+            where = f" held out in {len(held)} blocks spread over the corpus"
         if len(val_ids) < 2:
             raise CorpusError(None, "validation text is too short (fewer than 2 characters)")
         if run.on_event is not None:
             shown = f"{min(len(val_ids), VAL_CAP):,}" + (f" (of {len(val_ids):,})" if len(val_ids) > VAL_CAP else "")
-            run.on_event(Notice(f"training on {len(ids):,} characters, validating on {shown}"))
+            run.on_event(Notice(f"training on {len(ids):,} characters, validating on {shown}{where}"))
         torch.manual_seed(train_config.seed)
         model = CharLM(cfg).to(run.device)
         task = LMTask(ids, val_ids, data.batch_size, data.bptt, shard=run.shard)
@@ -257,8 +261,6 @@ def train_mt(pairs: Sequence[tuple[str, str]], val_pairs: Sequence[tuple[str, st
                                 **model_options)
         torch.manual_seed(train_config.seed)
         model = Seq2Seq(cfg).to(run.device)
-        for p in model.parameters():  # uniform init as in Luong et al. 2015; keeps all cells comparable
-            torch.nn.init.uniform_(p, -0.1, 0.1)
         src_ids, tgt_ids = encode_pairs(pairs, src_tok, tgt_tok)
         task = MTTask(src_ids, tgt_ids, val_pairs, src_tok, tgt_tok, max_tokens, train_config.seed, bleu_beam,
                       run.device, run.shard)

@@ -121,8 +121,10 @@ def train_lm(
     dataset: Dataset = None, dataset_config: DatasetConfig = None, split: Split = "train", data_files: DataFiles = None,
     text_field: TextField = "text",
     val: Annotated[Optional[List[str]], _opt("--val", help="Validation text (default: held out from the corpus).")] = None,
-    val_fraction: Annotated[float, _opt("--val-fraction", help="Share of the corpus held out when no --val is given.",
-                                        limit="val_fraction")] = 0.05,
+    val_fraction: Annotated[float, _opt("--val-fraction", help="Share of the corpus held out when no --val is given "
+                                        "(up to 250,000 characters).", limit="val_fraction")] = 0.05,
+    val_blocks: Annotated[int, _opt("--val-blocks", help="The held-out share comes from this many blocks spread over "
+                                    "the corpus.", limit="val_blocks")] = 10,
     encoding_errors: EncodingErrors = "strict",
     min_freq: Annotated[int, _opt("--min-freq", help="Characters rarer than this become <unk>.", limit="min_freq")] = 1,
     cell: Cell = "gru", layers: Layers = 1, hidden: Hidden = 512, embed: Embed = 64, dropout: Dropout = 0.1,
@@ -150,7 +152,8 @@ def train_lm(
                         save_every_minutes=save_every_minutes, keep=keep, patience=patience,
                         max_bad_steps=max_bad_steps, precision=precision, seed=DEFAULT_SEED if seed is None else seed)
     model_options = dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights)
-    data = tasks.LMData(batch_size=batch_size, bptt=bptt, min_freq=min_freq, val_fraction=val_fraction)
+    data = tasks.LMData(batch_size=batch_size, bptt=bptt, min_freq=min_freq, val_fraction=val_fraction,
+                        val_blocks=val_blocks)
     tasks.check_lm_options(model_options, data)
     shard, ddp_wrap, is_main = _distributed(distributed, nproc, dev)
     source = corpora.open_text_source(corpus, dataset, dataset_config, split, data_files, text_field, encoding_errors)
