@@ -93,7 +93,7 @@ CORPORA = _corpora_dir()
 # checkpoints/. Without them: the same shapes, smaller, on corpora/ alone (demonstration quality, 10 minutes).
 MT_ARGS = ["--tokenizer-type", "unigram", "--vocab-size", "8000", "--cell", "lstm", "--attention", "luong",
            "--layers", "2", "--hidden", "384", "--embed", "256", "--dropout", "0.3", "--label-smoothing", "0.1",
-           "--batch-tokens", "2048", "--lr", "2e-3", "--eval-every", "1000", "--keep", "4", "--epochs", "8",
+           "--batch-tokens", "2048", "--lr", "2e-3", "--eval-every", "1000", "--keep", "4", "--epochs", "6",
            "--seed", "1", "--threads", "1"]
 LM_ARGS = ["--cell", "gru", "--layers", "1", "--hidden", "512", "--embed", "64", "--dropout", "0.1",
            "--bptt", "128", "--batch-size", "64", "--eval-every", "500", "--epochs", "4", "--seed", "1",
@@ -112,6 +112,7 @@ def recipes(corpora: Path | None = None, data: dict | None = None) -> list[dict]
     scored on (recomputed by the tests) and, with Tatoeba `data` (from `tatoeba.prepare`), the held-out split."""
     c = Path(corpora or CORPORA)
     own_pairs = str(c / "en-es" / "test.tsv")
+    prepared = {"data_dir": str(data["dir"])} if data else {}  # shown as DATA in the model cards
     out = []
     for lang in LM_LANGS:
         if data:
@@ -119,13 +120,14 @@ def recipes(corpora: Path | None = None, data: dict | None = None) -> list[dict]
         else:
             train, val, heldout, args = c / f"prose-{lang}" / "train.txt", c / f"prose-{lang}" / "dev.txt", None, OFFLINE_LM_ARGS
         out.append({"name": f"lm-{lang}", "kind": "lm", "lang": lang, "test": str(c / f"prose-{lang}" / "test.txt"),
-                    "heldout": str(heldout) if heldout else None,
+                    "heldout": str(heldout) if heldout else None, **prepared,
                     "args": ["train", "lm", str(train), "--val", str(val), *args]})
     for src, tgt in MT_DIRECTIONS:
         cols = ["--src-col", "1", "--tgt-col", "0"] if src == "es" else []
         pairs, val = (data["mt_train"], data["mt_dev"]) if data else (c / "en-es" / "train.tsv", c / "en-es" / "dev.tsv")
         out.append({"name": f"mt-{src}-{tgt}", "kind": "mt", "src": src, "tgt": tgt, "test": own_pairs,
                     "heldout": str(data["mt_test"]) if data else None, "average": AVERAGE_LAST if data else 0,
+                    **prepared,
                     "args": ["train", "mt", "--pairs", str(pairs), "--val-pairs", str(val), *cols, "--src-lang", src,
                              "--tgt-lang", tgt, *(MT_ARGS if data else OFFLINE_MT_ARGS)]})
     return out

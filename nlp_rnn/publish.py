@@ -72,7 +72,7 @@ def publish(run_dir: str | Path, dest: str | Path, recipe: dict, command: list[s
 
     run_dir = Path(run_dir)
     loaded = averaged(run_dir, average) if average > 1 else load_checkpoint(resolve_model_dir(run_dir))
-    meta = {**loaded.meta, "command": [a.replace(str(CORPORA), "corpora") for a in command]}
+    meta = {**loaded.meta, "command": [_rel(a, recipe) for a in command]}
     staging = run_dir / "publish"
     if staging.exists():
         shutil.rmtree(staging)
@@ -113,10 +113,11 @@ def model_card(recipe: dict, config: dict, metrics: dict, command: list[str], ru
             figures.append(f"BLEU {metrics['heldout_bleu']}, chrF {metrics['heldout_chrf']} on the held-out Tatoeba "
                            f"test split ({metrics['heldout_sentences']:,} pairs)")
         figures.append(f"beam {MT_TEST_BEAM}, detokenized sacreBLEU `{metrics['bleu_signature']}`")
-    data = (f"{TATOEBA}, split by `nlp_rnn.tatoeba` (seed 1; pairs sharing a sentence stay on one side), plus the "
-            f"project's own `corpora/`" if recipe.get("heldout") else
+    data = (f"{TATOEBA}, split by `nlp_rnn.tatoeba` (seed 1; pairs sharing a sentence stay on one side; DATA below "
+            f"is the folder `nlp-rnn demo --retrain --data` prepares), plus the project's own `corpora/`"
+            if recipe.get("heldout") else
             "the project's own `corpora/` only (demonstration quality)")
-    cmd = "nlp-rnn " + " ".join(shlex.quote(_rel(a)) for a in command) + f" -o runs/{recipe['name']}"
+    cmd = "nlp-rnn " + " ".join(shlex.quote(_rel(a, recipe)) for a in command) + f" -o runs/{recipe['name']}"
     averaged_note = f" Weights: the mean of checkpoints {', '.join(meta['averaged'])}." if meta.get("averaged") else ""
     return f"""# {recipe['name']}: {what}
 
@@ -148,9 +149,12 @@ def _summary(run_dir: Path) -> str:
             f"({best.name if best else 'the last'}) was kept")
 
 
-def _rel(arg: str) -> str:
+def _rel(arg: str, recipe: dict | None = None) -> str:
+    """A path as a card shows it: under corpora/, or under DATA (the folder `demo --retrain --data` prepares)."""
     from .defaults import CORPORA
 
+    if recipe and recipe.get("data_dir"):
+        arg = arg.replace(recipe["data_dir"], "DATA")
     return arg.replace(str(CORPORA), "corpora")
 
 

@@ -74,7 +74,7 @@ def prepare(source: str | Path, work: str | Path, corpora: str | Path) -> dict[s
     own = read_pairs(corpora / "en-es" / "train.tsv", 0, 1).pairs
     train = read_pairs(work / "train.tsv", 0, 1).pairs + own
     (work / "mt-train.tsv").write_text("".join(f"{en}\t{es}\n" for en, es in train), encoding="utf-8")
-    out = {"sizes": sizes, "mt_train": work / "mt-train.tsv", "mt_dev": work / "dev.tsv", "mt_test": work / "test.tsv"}
+    out = {"dir": work, "sizes": sizes, "mt_train": work / "mt-train.tsv", "mt_dev": work / "dev.tsv", "mt_test": work / "test.tsv"}
     dev = read_pairs(work / "dev.tsv", 0, 1).pairs
     test = read_pairs(work / "test.tsv", 0, 1).pairs
     for col, lang in enumerate(("en", "es")):
