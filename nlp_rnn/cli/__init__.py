@@ -50,10 +50,10 @@ def _is_cli_control(e: Exception) -> bool:
     return type(e).__module__.split(".")[0] in ("click", "typer")
 
 
-app = typer.Typer(cls=App, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+app = typer.Typer(cls=App, no_args_is_help=True, add_completion=True, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Recurrent neural networks for text: train, run and evaluate character language models "
-                       "and LSTM translators.")
+                  help="Recurrent neural networks for text: train, run, evaluate and serve character language "
+                       "models, encoder-decoder translators and text classifiers.")
 
 
 def _version(value: bool):
@@ -68,7 +68,7 @@ def root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output on stderr."),
 ):
-    """nlp-rnn: character language models and encoder-decoder translators."""
+    """nlp-rnn: character language models, encoder-decoder translators and text classifiers."""
     state.debug = debug or os.environ.get("NLP_RNN_DEBUG") == "1"
     state.quiet = quiet
 
