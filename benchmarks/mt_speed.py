@@ -122,27 +122,57 @@ def train(args) -> dict:
 
 
 class _Side:
-    """One side of a translation A/B: a loaded model, its tokenizers, and how it translates."""
+    """One side of a translation A/B: a loaded model, its tokenizers, and how it translates (with a fast decoder
+    built once per loaded model, as a server would, and a shortlist, where that side's code has them)."""
 
-    def __init__(self, name: str, model_dir: Path, quantize: str, precision: str, baseline: Path | None):
+    def __init__(self, name: str, model_dir: Path, quantize: str, precision: str, baseline: Path | None,
+                 shortlist=None):
         if baseline is None:
             from nlp_rnn import checkpoint, search
-            from nlp_rnn.models.fast_decode import FastDecoder
         else:
             checkpoint, search = load_checkout(baseline, "checkpoint"), load_checkout(baseline, "search")
         loaded = checkpoint.load_checkpoint(model_dir, kind="mt", quantize=quantize)
         self.name, self.model, self.search, self.precision = name, loaded.model, search, precision
         self.src_tok, self.tgt_tok = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
         self.extra, self.build_ms = {}, None
-        if baseline is None:  # built once per loaded model, as a server would
+        if hasattr(search, "FastDecoder"):
             t0 = time.perf_counter()
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            self.extra = {"fast_decoder": FastDecoder(self.model, dtype)}
+            self.extra = {"fast_decoder": search.FastDecoder(self.model, dtype)}
             self.build_ms = round(1000 * (time.perf_counter() - t0), 1)
+        if shortlist is not None and hasattr(search, "Shortlist"):
+            self.extra["shortlist"] = search.Shortlist(shortlist.candidates, shortlist.frequent)
 
     def translate(self, lines, beam, batch_size):
         return self.search.translate_all(self.model, self.src_tok, self.tgt_tok, lines, beam=beam,
                                          batch_size=batch_size, precision=self.precision, **self.extra)
+
+
+def _shortlist(args):
+    """A shortlist from Multi30k train, tokenized by the model's tokenizers, and its coverage of val references
+    in batches of 32 (the share of reference tokens inside their batch's shortlist)."""
+    from nlp_rnn.checkpoint import load_checkpoint
+    from nlp_rnn.data import bucket_batches, encode_pairs
+    from nlp_rnn.models.shortlist import Shortlist
+
+    loaded = load_checkpoint(args.model, kind="mt")
+    st, tt = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
+    per_source, frequent = (int(x) for x in args.shortlist.split(","))
+    t0 = time.perf_counter()
+    src, tgt = encode_pairs(multi30k(args.data, "train"), st, tt)
+    shortlist = Shortlist.build(src, tgt, st.vocab_size, tt.vocab_size, per_source, frequent)
+    seconds = time.perf_counter() - t0
+    vsrc, vtgt = encode_pairs(multi30k(args.data, "val"), st, tt)
+    inside = total = 0
+    sizes = []
+    for group in bucket_batches([len(s) for s in vsrc], [len(s) for s in vsrc], 10 ** 9, seed=None, max_sentences=32):
+        words = set(shortlist.for_batch(torch.tensor([t for i in group for t in vsrc[i]])[None]).tolist())
+        sizes.append(len(words))
+        for i in group:
+            inside += sum(t in words for t in vtgt[i])
+            total += len(vtgt[i])
+    return shortlist, {"shortlist": args.shortlist, "shortlist_build_s": round(seconds, 1),
+                       "shortlist_mean_size": round(statistics.mean(sizes)), "shortlist_coverage": round(inside / total, 4)}
 
 
 def translate(args) -> dict:
@@ -151,11 +181,14 @@ def translate(args) -> dict:
 
     pairs = multi30k(args.data, "val")[:args.sentences]
     src, refs = [s for s, _ in pairs], [t for _, t in pairs]
-    sides = [_Side("new", args.model, args.quantize, args.precision, None)]
+    shortlist, out = None, {}
+    if args.shortlist:
+        shortlist, out = _shortlist(args)
+    sides = [_Side("new", args.model, args.quantize, args.precision, None, shortlist)]
     if args.baseline:
-        sides.append(_Side("old", args.model, args.quantize, args.precision, args.baseline))
-    out = {"sentences": len(src), "quantize": args.quantize, "precision": args.precision,
-           "fast_decoder_build_ms": sides[0].build_ms}
+        sides.append(_Side("old", args.model, args.quantize, args.precision, args.baseline, shortlist))
+    out.update({"sentences": len(src), "quantize": args.quantize, "precision": args.precision,
+                "fast_decoder_build_ms": sides[0].build_ms, "old_has": sorted(sides[-1].extra) if args.baseline else None})
     chunk = 128
     for name, beam in (("greedy", 1), ("beam5", 5)):
         for side in sides:
@@ -196,6 +229,8 @@ def main(argv=None) -> None:
     p.add_argument("--cache", type=Path, default=CACHE)
     p.add_argument("--model", type=Path, help="translate: a Multi30k de→en checkpoint")
     p.add_argument("--quantize", choices=["none", "int8"], default="none")
+    p.add_argument("--shortlist", default=None, help="translate: PER_SOURCE,FREQUENT, e.g. 64,256: search the new "
+                   "side over a shortlist built from Multi30k train")
     p.add_argument("--sentences", type=int, default=None, help="translate: the first N of Multi30k val (all)")
     p.add_argument("--latency-sentences", type=int, default=60)
     p.add_argument("--json", action="store_true")

@@ -102,34 +102,50 @@ class FastDecoder:
                     self.h.append(None)
             self.combine = _Product(wc, None, self.dtype, int8)
             self.generator = _Product(wg, bg, self.dtype, int8)
+            self._out_w, self._out_b = wg.float(), bg.float()  # for `restricted`
             self.query = self.v = None
             if c.attention == "bahdanau":
                 wq, bq, _ = _linear_weights(dec.attention.query)
                 self.query = _Product(wq, bq, self.dtype, False)
                 self.v = _linear_weights(dec.attention.v)[0].float()[0]  # (H,)
 
+    def prepare(self, mem: Memory) -> Memory:
+        """The encoder's memory in the form `step` reads, made once per batch: fp32 attention inputs (the encoder
+        ran in bf16 under autocast) and the padding mask as an additive bias."""
+        bias = torch.zeros(mem.mask.shape, device=mem.mask.device).masked_fill(~mem.mask, float("-inf"))
+        return Memory(mem.enc_out.float(), None if mem.keys is None else mem.keys.float(), mem.mask,
+                      mem.context.float(), bias)
+
+    def restricted(self, vocab: torch.Tensor) -> "_Product":
+        """The output layer over the target ids `vocab` (V',) only (a batch's shortlist), for `step`."""
+        return _Product(self._out_w[vocab], self._out_b[vocab], torch.bfloat16 if self.dtype == torch.bfloat16
+                        else torch.float32, False)
+
     @torch.no_grad()
-    def step(self, y_prev: torch.Tensor, state: DecState, mem: Memory):
-        """Previous tokens (B,) → log-probabilities (B, V) fp32, new state, attention weights (B, S)."""
+    def step(self, y_prev: torch.Tensor, state: DecState, mem: Memory, output: "_Product | None" = None):
+        """Previous tokens (B,) → log-probabilities (B, V) fp32, new state, attention weights (B, S). With
+        `output` from `restricted(vocab)`: log-probabilities (B, V') over `vocab`, normalised over it."""
         with torch.autocast(y_prev.device.type, enabled=False):  # dtypes are the snapshot's
-            return self._step(y_prev, state, mem)
+            return self._step(y_prev, state, mem, output or self.generator)
 
     def _attend(self, q: torch.Tensor, mem: Memory):
         """q (B, H) → context (B, H) fp32, weights (B, S)."""
+        if mem.bias is None:
+            mem = self.prepare(mem)
         if self.kind == "luong":
-            scores = torch.bmm(q.float()[:, None], mem.keys.float().transpose(1, 2))[:, 0]
+            scores = torch.bmm(q.float()[:, None], mem.keys.transpose(1, 2))[:, 0]
         else:
-            u = torch.tanh(self.query(q).float()[:, None] + mem.keys.float())  # (B, S, H)
+            u = torch.tanh(self.query(q).float()[:, None] + mem.keys)  # (B, S, H)
             scores = u @ self.v
-        weights = torch.softmax(scores.masked_fill(~mem.mask, float("-inf")), -1)
-        return torch.bmm(weights[:, None], mem.enc_out.float())[:, 0], weights
+        weights = torch.softmax(scores + mem.bias, -1)
+        return torch.bmm(weights[:, None], mem.enc_out)[:, 0], weights
 
-    def _step(self, y_prev, state: DecState, mem: Memory):
+    def _step(self, y_prev, state: DecState, mem: Memory, output: "_Product"):
         H, lstm = self.hidden, self.cell == "lstm"
         hs, cs = state.rnn if lstm else (state.rnn, None)
         weights = None
         if self.kind == "none":
-            feed = mem.context
+            feed = mem.context.float()
         elif self.kind == "bahdanau":
             feed, weights = self._attend(hs[-1], mem)
         else:
@@ -159,7 +175,7 @@ class FastDecoder:
         else:
             ctx = feed.float()
         o = torch.tanh(self.combine(torch.cat([x, ctx], 1)).float())
-        logp = torch.log_softmax(self.generator(o).float(), -1)
+        logp = torch.log_softmax(output(o).float(), -1)
         h_out = torch.stack(new_h)
         rnn = (h_out, torch.stack(new_c)) if lstm else h_out
         return logp, DecState(rnn, o if self.input_feed else None), weights

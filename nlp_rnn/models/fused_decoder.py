@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .output import dropout_mask
+from .output import column_sum, dropout_mask
 
 
 @dataclass(frozen=True)
@@ -269,8 +269,8 @@ def _backward(ctx, d_out):
     rows = lambda x: x.reshape(T * B, -1)  # noqa: E731
     g_wx = [rows(d_gx[i]).t() @ rows(s["xh"][i]) for i in range(L)]
     g_wh = [rows(d_gh[i]).t() @ rows(s["hprev"][i]) for i in range(L)] if gru else []
-    g_bx = [rows(d_gx[i]).sum(0, dtype=torch.float32).to(dt) for i in range(1, L)]
-    g_bh = [rows(d_gh[i]).sum(0, dtype=torch.float32).to(dt) for i in range(L)] if gru else []
+    g_bx = [column_sum(rows(d_gx[i])) for i in range(1, L)]
+    g_bh = [column_sum(rows(d_gh[i])) for i in range(L)] if gru else []
     g_wc = rows(d_z).t() @ rows(s["cmb"])
     g_enc = torch.bmm(s["a"].permute(1, 2, 0), d_ctx.transpose(0, 1))  # Σ_t a ⊗ dctx: (B, S, H)
     if att is None:
@@ -278,7 +278,7 @@ def _backward(ctx, d_out):
         g_att = []
     else:
         g_keys = d_keys.to(dt)
-        g_att = [rows(d_qp).t() @ rows(s["q"]), rows(d_qp).sum(0, dtype=torch.float32).to(dt), d_v.to(dt)]
+        g_att = [rows(d_qp).t() @ rows(s["q"]), column_sum(rows(d_qp)), d_v.to(dt)]
     d_pre = d_gx[0].transpose(0, 1)
     dh0 = torch.stack(dh).to(h0.dtype)
     dc0 = torch.stack(dc).to(ctx.c0_dtype) if lstm and ctx.c0_dtype is not None else None

@@ -80,10 +80,11 @@ class Memory:
     keys: torch.Tensor | None   # (B, S, H), precomputed once per sentence
     mask: torch.Tensor          # (B, S), True on real tokens
     context: torch.Tensor       # (B, H), the encoder's final top-layer state
+    bias: torch.Tensor | None = None  # (B, S) fp32, 0 on tokens and -inf on padding (`FastDecoder.prepare`)
 
     def select(self, index: torch.Tensor) -> "Memory":
         pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
-        return Memory(pick(self.enc_out), pick(self.keys), pick(self.mask), pick(self.context))
+        return Memory(pick(self.enc_out), pick(self.keys), pick(self.mask), pick(self.context), pick(self.bias))
 
 
 @dataclass
