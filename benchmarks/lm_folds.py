@@ -50,6 +50,12 @@ RECIPES: dict[str, dict] = {
                                 dropout=0.2, weight_drop=0.2)),
     "lstm2-awd": dict(model=dict(cell="lstm", layers=2, hidden=512, embed=128, input_dropout=0.1, layer_dropout=0.2,
                                  dropout=0.2, weight_drop=0.2)),
+    # lighter: a 15-minute run sees 7-20 epochs, not AWD-LSTM's hundreds (gru-awd underfit at 450 s)
+    "lstm2": dict(model=dict(cell="lstm", layers=2, hidden=512, embed=128, input_dropout=0.1, layer_dropout=0.2,
+                             dropout=0.2)),
+    "gru2": dict(model=dict(cell="gru", layers=2, hidden=512, embed=128, input_dropout=0.1, layer_dropout=0.2,
+                            dropout=0.2)),
+    "gru-light": dict(model=dict(GRU1, dropout=0.2, weight_drop=0.1)),
 }
 
 
@@ -138,7 +144,7 @@ def _train_loss_tail(run_dir: Path, last: int = 50) -> float | None:
 
 
 def run_recipe(corpus: Path, name: str, fold: int, k: int, budget: float, out: Path, seed: int, clock: str,
-               eval_every: int) -> dict:
+               eval_every: int, extras: tuple[str, ...] = ()) -> dict:
     import torch
 
     from nlp_rnn import training
@@ -171,7 +177,67 @@ def run_recipe(corpus: Path, name: str, fold: int, k: int, budget: float, out: P
               "score_seconds": round(time.monotonic() - start, 1), "model": recipe["model"],
               "train": {**BASE_TRAIN, **recipe.get("train", {})}, "data": {**BASE_DATA, **recipe.get("data", {})},
               "fit_chars": len(fit_text), "val_chars": len(val_text)}
+    if "average" in extras:  # the mean of the last three evaluated checkpoints' weights, scored the same way
+        averaged = average_checkpoints(run_dir, loaded.model, last=3)
+        if averaged is not None:
+            result["avg_test_nats"] = round(lm_metrics(averaged, loaded.tokenizer, test_text)["nats_per_char"], 4)
+    if "dynamic" in extras:  # dynamic evaluation, its step size chosen on the run's own validation text
+        ids = lambda t: torch.tensor(loaded.tokenizer.encode(t), dtype=torch.long)  # noqa: E731
+        tuned = {lr: dynamic_nll(loaded.model, ids(val_text), lr) for lr in DYNAMIC_LRS}
+        lr = min(tuned, key=lambda k_: tuned[k_][0] / tuned[k_][1])
+        nll, count = dynamic_nll(loaded.model, ids(test_text), lr)
+        result.update(dynamic_test_nats=round(nll / count, 4), dynamic_lr=lr)
     return result
+
+
+def average_checkpoints(run_dir: Path, model, last: int = 3):
+    """A copy of `model` holding the mean weights of the run's last `last` step checkpoints (None if fewer)."""
+    import copy
+
+    from nlp_rnn.checkpoint import load_checkpoint
+
+    steps = sorted(p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("step-"))[-last:]
+    if len(steps) < last:
+        return None
+    states = [load_checkpoint(p, kind="lm").model.state_dict() for p in steps]
+    avg = copy.deepcopy(model)
+    avg.load_state_dict({k: sum(s[k] for s in states) / len(states) for k in states[0]})
+    return avg.eval()
+
+
+DYNAMIC_LRS = (3e-4, 1e-3, 3e-3)
+
+
+def dynamic_nll(model, ids, lr: float, bptt: int = 128) -> tuple[float, int]:
+    """Dynamic evaluation (Krause et al. 2018, the SGD form): score each window of `bptt` characters in order,
+    then take one SGD step on it, so the model adapts to the text it is reading. Summed nats and count; the
+    model's weights are restored afterwards."""
+    import torch
+
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    model.eval()
+    model.rnn.train()  # the fused kernel keeps what backward needs only in training mode; the model has no dropout here
+    params = [p for p in model.parameters()]
+    state, total, count = None, 0.0, 0
+    x_all = ids[None]
+    try:
+        for start in range(0, ids.numel() - 1, bptt):
+            end = min(start + bptt, ids.numel() - 1)
+            logits, state = model(x_all[:, start:end], state)
+            y = x_all[:, start + 1:end + 1]
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1),
+                                                     reduction="sum")
+            total += loss.item()
+            count += y.numel()
+            grads = torch.autograd.grad(loss / y.numel(), params)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p.sub_(lr * g)
+            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    finally:
+        model.load_state_dict(saved)
+        model.eval()
+    return total, count
 
 
 def run_peer(corpus: Path, fold: int, k: int, budget: float, out: Path, clock: str) -> dict:
@@ -264,6 +330,7 @@ def main(argv=None) -> None:
         p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
         p.add_argument("--seed", type=int, default=1)
         p.add_argument("--eval-every", type=int, default=200)
+        p.add_argument("--extras", default="", help="also score: average (last 3 checkpoints), dynamic (evaluation)")
         p.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("table")
     t.add_argument("dirs", type=Path, nargs="+")
@@ -280,6 +347,8 @@ def main(argv=None) -> None:
                 args = ["peer", str(a.corpus)] if name == "peer" else ["run", str(a.corpus), name]
                 args += ["--fold", str(fold), "-k", str(a.k), "--budget", str(a.budget), "--clock", a.clock,
                          "--seed", str(a.seed), "--eval-every", str(a.eval_every), "--out", str(a.out)]
+                if name != "peer":
+                    args += ["--extras", a.extras]
                 print(f"{time.strftime('%H:%M:%S')} {name} fold {fold}", flush=True)
                 code = subprocess.run([sys.executable, "-m", "benchmarks.lm_folds", *args]).returncode
                 print(f"{time.strftime('%H:%M:%S')} {name} fold {fold} exit {code}", flush=True)
@@ -288,7 +357,8 @@ def main(argv=None) -> None:
         result = run_peer(a.corpus, a.fold, a.k, a.budget, a.out, a.clock)
         name = "peer"
     else:
-        result = run_recipe(a.corpus, a.recipe, a.fold, a.k, a.budget, a.out, a.seed, a.clock, a.eval_every)
+        result = run_recipe(a.corpus, a.recipe, a.fold, a.k, a.budget, a.out, a.seed, a.clock, a.eval_every,
+                            tuple(x for x in a.extras.split(",") if x))
         name = a.recipe
     (a.out / f"{name}.fold{a.fold}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({k: result[k] for k in ("recipe", "fold", "test_nats", "val_nats", "steps", "chars_per_s",
