@@ -241,19 +241,23 @@ def eval_clf(
                                               header, text_field, label_field, encoding_errors))
     if plot is not None:
         check_output_file(plot, [data], overwrite)
-    service = service_for(model, "clf", threads, device, quantize)
-    key, clf = service.classifier()
-    labels = clf.meta["labels"]
-    known = {label: i for i, label in enumerate(labels)}
-    texts, gold = [], []
+    texts, given, places = [], [], []
     for text, label in stream:
-        if label not in known:
-            raise CorpusError(stream.at[0], f"label {label!r} is not one the model knows ({', '.join(labels[:20])}), "
-                                            f"so this example cannot be scored", stream.at[1])
         texts.append(text)
-        gold.append(known[label])
+        given.append(label)
+        places.append(stream.at)
     if not texts:
         raise CorpusError(stream.where, "no usable examples")
+    service = service_for(model, "clf", threads, device, quantize)
+    key, clf = service.classifier(text=texts[0])  # without -m, the shipped classifier of the data's language
+    labels = clf.meta["labels"]
+    known = {label: i for i, label in enumerate(labels)}
+    unknown = next((i for i, label in enumerate(given) if label not in known), None)
+    if unknown is not None:
+        raise CorpusError(places[unknown][0], f"label {given[unknown]!r} is not one the model knows "
+                                              f"({', '.join(labels[:20])}), so this example cannot be scored",
+                          places[unknown][1])
+    gold = [known[label] for label in given]
     start = time.perf_counter()
     done = service.classify(texts, model=key, batch_size=batch_size)
     seconds = time.perf_counter() - start
