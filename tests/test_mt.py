@@ -49,7 +49,8 @@ def test_memorized_pairs_translate_back_exactly(tmp_path, attention):
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 def test_other_cells_train_a_translator(tmp_path, cell):
-    summary = train_tiny_mt(tmp_path / "run", "luong", cell=cell, steps=250)
+    # the tanh RNN learns more slowly; at 250 steps one seed in the full suite stopped at BLEU 34
+    summary = train_tiny_mt(tmp_path / "run", "luong", cell=cell, steps=250 if cell == "gru" else 500)
     assert summary["final"]["val_bleu"] > 80
 
 
