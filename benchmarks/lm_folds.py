@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from nlp_rnn.data import complement, spread_holdout  # the split `train lm` itself makes
+
 PEERS = Path(os.environ.get("PEERS", Path(__file__).resolve().parent.parent.parent / "shared" / "peers"))
 PEER = PEERS / "charlm" / "lstm_baseline.py"
 
@@ -73,31 +75,6 @@ def folds(text: str, k: int) -> list[tuple[int, int]]:
     """k contiguous (start, end) spans covering the text, cut at line breaks."""
     cuts = [0] + [_at_line_break(text, len(text) * i // k) for i in range(1, k)] + [len(text)]
     return list(zip(cuts[:-1], cuts[1:]))
-
-
-def spread_holdout(n: int, fraction: float = 0.05, blocks: int = 10, min_block: int = 2_000) -> list[tuple[int, int]]:
-    """Validation spans for a text of n characters: `fraction` of it in up to `blocks` equal blocks, one in the
-    middle of each of `blocks` equal stretches, so validation samples the whole corpus rather than its end.
-    Blocks are at least `min_block` characters, so a small corpus gets fewer, longer ones."""
-    total = max(2, int(n * fraction))
-    count = max(1, min(blocks, total // min_block))
-    size, stretch = total // count, n // count
-    spans = []
-    for i in range(count):
-        start = i * stretch + (stretch - size) // 2
-        spans.append((start, start + size))
-    return spans
-
-
-def complement(n: int, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out, pos = [], 0
-    for a, b in sorted(spans):
-        if a > pos:
-            out.append((pos, a))
-        pos = max(pos, b)
-    if pos < n:
-        out.append((pos, n))
-    return out
 
 
 def fold_texts(text: str, k: int, fold: int) -> tuple[str, str]:

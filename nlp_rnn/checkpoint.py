@@ -39,7 +39,7 @@ from .schema import (Anything, Bool, Choice, Fields, Int, ListOf, MapOf, Maybe, 
                      read_json, regular_file, show_value, validate)
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
 from .models.classifier import ClassifierConfig, TextClassifier
-from .tokenizers import SPM_FILE, TOKENIZER_FILE, load_tokenizer
+from .tokenizers import load_tokenizer
 
 FORMAT = "nlp-rnn"
 FORMAT_VERSION = 1

@@ -68,8 +68,6 @@ def averaged(run_dir: Path, last: int):
 def publish(run_dir: str | Path, dest: str | Path, recipe: dict, command: list[str], average: int = 0) -> dict:
     """Write the run's final model (or the average of its last `average` checkpoints) to `dest` as fp16, with
     its measured test metrics in config.json and a README card. Returns the metrics."""
-    from .defaults import CORPORA
-
     run_dir = Path(run_dir)
     loaded = averaged(run_dir, average) if average > 1 else load_checkpoint(resolve_model_dir(run_dir))
     meta = {**loaded.meta, "command": [_rel(a, recipe) for a in command]}

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__
 from .batching import Batcher, Busy, Lane, ServerConfig, TimedOut
 from .errors import NlpRnnError
+from .jsonsafe import finite
 from .limits import LIMITS
 from .service import Service
 
@@ -434,22 +435,12 @@ def _once(fn):
 
 def _sse(data: dict, event: str | None = None) -> str:
     head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(_finite(data), ensure_ascii=False)}\n\n"
-
-
-def _finite(x):
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
+    return f"{head}data: {json.dumps(finite(data), ensure_ascii=False)}\n\n"
 
 
 def reply(content, status: int = 200, headers: dict | None = None) -> Response:
     """JSON as it is (UTF-8, not escaped); a non-finite score becomes null, so the answer is always valid JSON."""
-    body = json.dumps(_finite(content), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    body = json.dumps(finite(content), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return Response(body.encode("utf-8", "replace"), status, headers, media_type="application/json")
 
 

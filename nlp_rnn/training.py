@@ -28,7 +28,7 @@ import torch
 from .configs import TrainConfig
 from .checkpoint import flatten_optimizer, load_trainer_state, read_pointer, unflatten_optimizer, write_pointer
 from .distributed import agree
-from .errors import CheckpointError, TrainingStopped, UsageError
+from .errors import CheckpointError, TrainingStopped
 from .models.rnn import detach_state
 from .rundir import RunDir
 from .runtime import autocast, resolve_precision

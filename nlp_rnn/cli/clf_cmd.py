@@ -15,10 +15,10 @@ from ..errors import UsageError
 from ..limits import describe
 from .common import (DataFiles, Dataset, DatasetConfig, Device, EncodingErrors, Json, Model, Overwrite, Quantize, Seed,
                      Split, TextField, Threads, TrainingView, examples, info, metrics_table, out_console, print_json,
-                     setup, warn, write_out)
+                     input_lines, setup, warn, write_out)
 from .eval_cmd import eval_app
 from .models_cmd import CHUNK_LINES, service_for
-from .train import (Clip, Deterministic, Dropout, EvalEvery, Epochs, Keep, Layers, Lr, MaxBadSteps, MaxSteps, MaxTime,
+from .train import (Clip, Deterministic, Dropout, EvalEvery, Keep, Layers, Lr, MaxBadSteps, MaxSteps, MaxTime,
                     NewData, Out, Patience, Plot, Precision, Resume, SaveEvery, SaveEveryMinutes, Warmup, WeightDecay,
                     _finish, _opt, _train_config, train_app)
 
@@ -162,26 +162,12 @@ def classify(
     --top N the next labels and their probabilities on the same line).
 
     A blank input line gets the model's answer for an empty text, so output lines always match input lines."""
-    from ..atomic import atomic_file, check_output_file
-    from ..corpora import check_input_file, decode_line, iter_lines
+    from ..atomic import atomic_file
     from ..limits import check
 
-    if text is not None and input_file is not None:
-        raise UsageError("give a text or -i FILE, not both")
     check("top", top)
     check("batch_size_infer", batch_size, "--batch-size")
-    if input_file is not None:
-        check_input_file(input_file, encoding_errors)
-    if output_file is not None:
-        check_output_file(output_file, [input_file], overwrite)
-    if input_file is not None:
-        lines = (line for _, line in iter_lines(input_file, encoding_errors))
-    elif text is not None:
-        lines = iter([decode_line(text, "the text argument", 1, encoding_errors)])
-    else:
-        from .common import stdin_lines
-
-        lines = stdin_lines(encoding_errors)
+    lines = input_lines(text, "a text", input_file, output_file, overwrite, encoding_errors)
     service = service_for(model, "clf", threads, device, quantize)
     start = time.perf_counter()
     count, results = 0, []

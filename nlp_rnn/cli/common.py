@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
+from ..jsonsafe import finite
 from ..limits import describe
 
 # markup=False: user text (paths, corpora, model output) is never read as rich markup; styles come from `styled`
@@ -124,18 +125,8 @@ def styled(label: str, style: str, text: str) -> Text:
 
 def print_json(obj) -> None:
     """One JSON object on stdout; always valid JSON (a non-finite number becomes null)."""
-    out_console.file.write(json.dumps(_finite(obj), ensure_ascii=False, default=str, allow_nan=False) + "\n")
+    out_console.file.write(json.dumps(finite(obj), ensure_ascii=False, default=str, allow_nan=False) + "\n")
     out_console.file.flush()
-
-
-def _finite(x):
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
 
 
 def write_out(text: str) -> None:
@@ -223,6 +214,26 @@ class TrainingView:
             self._say(f"step {event.step}: {shown}{'  (best)' if event.best else ''}")
         elif isinstance(event, Notice):
             self._say(event.text)
+
+
+def input_lines(given: str | None, what: str, input_file: Path | None, output_file: Path | None, overwrite: bool,
+                encoding_errors: str):
+    """The lines a one-line-in, one-line-out command reads: the argument, -i FILE or standard input; the input and
+    the output are checked first (an output may never replace the input)."""
+    from ..atomic import check_output_file
+    from ..corpora import check_input_file, decode_line, iter_lines
+
+    if given is not None and input_file is not None:
+        raise UsageError(f"give {what} or -i FILE, not both")
+    if input_file is not None:
+        check_input_file(input_file, encoding_errors)
+    if output_file is not None:
+        check_output_file(output_file, [input_file], overwrite)
+    if input_file is not None:
+        return (line for _, line in iter_lines(input_file, encoding_errors))
+    if given is not None:
+        return iter([decode_line(given, f"the {what.split()[-1]} argument", 1, encoding_errors)])
+    return stdin_lines(encoding_errors)
 
 
 def stdin_lines(encoding_errors: str = "strict"):

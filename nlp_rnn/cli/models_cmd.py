@@ -10,11 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
 from ..limits import describe
 from .common import (Beam, Device, EncodingErrors, InferBatch, Json, Lang, LengthPenalty, MaxLenRatio, Model,
                      Overwrite, Quantize, SearchPrecision, Seed, Threads, examples, info, out_console, print_json,
-                     setup, state, stdin_lines, styled, warn, write_out)
+                     input_lines, setup, state, styled, warn, write_out)
 
 CHUNK_LINES = 1000  # lines of -i/stdin translated (and written) at a time: memory stays bounded
 
@@ -126,23 +125,11 @@ def translate(
 
     Without -m or --src, each line's language is guessed by the shipped language models (the one that finds
     the line more likely wins); a line that cannot be told takes the direction of the line before it."""
-    from ..atomic import atomic_file, check_output_file
-    from ..corpora import check_input_file, decode_line, iter_lines
+    from ..atomic import atomic_file
     from ..service import check_translation
 
-    if sentence is not None and input_file is not None:
-        raise UsageError("give a sentence or -i FILE, not both")
     check_translation(beam, n_best, length_penalty, max_len_ratio, batch_size)
-    if input_file is not None:
-        check_input_file(input_file, encoding_errors)
-    if output_file is not None:
-        check_output_file(output_file, [input_file], overwrite)
-    if input_file is not None:
-        lines = (text for _, text in iter_lines(input_file, encoding_errors))
-    elif sentence is not None:
-        lines = iter([decode_line(sentence, "the sentence argument", 1, encoding_errors)])
-    else:
-        lines = stdin_lines(encoding_errors)
+    lines = input_lines(sentence, "a sentence", input_file, output_file, overwrite, encoding_errors)
     service = service_for(model, "mt", threads, device, quantize)
     options = dict(beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_ratio=max_len_ratio,
                    batch_size=batch_size, precision=precision)

@@ -141,7 +141,7 @@ class FastDecoder:
         return torch.bmm(weights[:, None], mem.enc_out)[:, 0], weights
 
     def _step(self, y_prev, state: DecState, mem: Memory, output: "_Product"):
-        H, lstm = self.hidden, self.cell == "lstm"
+        lstm = self.cell == "lstm"
         hs, cs = state.rnn if lstm else (state.rnn, None)
         weights = None
         if self.kind == "none":
