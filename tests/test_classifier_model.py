@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nlp_rnn.models.classifier import (POOLINGS, ClassifierConfig, ClfBatch, TextClassifier, load_encoder_from_lm)
+from nlp_rnn.model_configs import POOLINGS
+from nlp_rnn.models.classifier import ClassifierConfig, ClfBatch, TextClassifier, load_encoder_from_lm
 from nlp_rnn.models.lm import CharLM, LMConfig
 
 CELLS = ("rnn", "lstm", "gru")

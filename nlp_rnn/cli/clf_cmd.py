@@ -12,6 +12,7 @@ import typer
 
 from ..configs import DEFAULT_SEED, TrainConfig
 from ..errors import UsageError
+from ..model_configs import ClassifierConfig as CLF
 from ..limits import describe
 from .common import (DataFiles, Dataset, DatasetConfig, Device, EncodingErrors, Json, Model, Overwrite, Quantize, Seed,
                      Split, TextField, Threads, TrainingView, examples, info, metrics_table, out_console, print_json,
@@ -73,17 +74,19 @@ def train_clf(
     init_lm: Annotated[Optional[Path], _opt("--init-lm", help="Start the encoder (embedding, recurrent layers) from "
                                                               "this character language model; its tokenizer, cell "
                                                               "and sizes are used.")] = None,
-    cell: Annotated[Optional[str], _opt("--cell", help="Recurrent cell: rnn (tanh), lstm or gru (default: lstm; "
+    cell: Annotated[Optional[str], _opt("--cell", help=f"Recurrent cell: rnn (tanh), lstm or gru (default: {CLF.cell}; "
                                                        "with --init-lm, the LM's).")] = None,
-    layers: Layers = 1,
-    hidden: Annotated[Optional[int], _opt("--hidden", help="Units per recurrent layer and direction (default: 256; "
-                                                           "with --init-lm, the LM's).", limit="hidden")] = None,
-    embed: Annotated[Optional[int], _opt("--embed", help="Size of the token embeddings (default: 128; with "
+    layers: Layers = CLF.layers,
+    hidden: Annotated[Optional[int], _opt("--hidden", help=f"Units per recurrent layer and direction (default: "
+                                                           f"{CLF.hidden}; with --init-lm, the LM's).",
+                                          limit="hidden")] = None,
+    embed: Annotated[Optional[int], _opt("--embed", help=f"Size of the token embeddings (default: {CLF.embed}; with "
                                                          "--init-lm, the LM's).", limit="embed")] = None,
-    bidirectional: Annotated[bool, _opt("--bidirectional/--unidirectional", help="Encoder reads both ways.")] = True,
+    bidirectional: Annotated[bool, _opt("--bidirectional/--unidirectional",
+                                        help="Encoder reads both ways.")] = CLF.bidirectional,
     pooling: Annotated[str, _opt("--pooling", help="How the encoder's states become one vector: last, mean, max or "
-                                                   "attention.")] = "max",
-    dropout: Dropout = 0.3,
+                                                   "attention.")] = CLF.pooling,
+    dropout: Dropout = CLF.dropout,
     class_weights: Annotated[str, _opt("--class-weights", help="none, or auto: weigh each class's loss by "
                                                                "n / (classes x its count), for imbalanced data.")] = "none",
     batch_size: Annotated[int, _opt("--batch-size", help="Examples per optimizer step.", limit="batch_size")] = 32,

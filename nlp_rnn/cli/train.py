@@ -12,6 +12,7 @@ import typer
 from ..configs import DEFAULT_SEED, LM_TRAINING, MT_TRAINING, TrainConfig
 from ..errors import UsageError
 from ..limits import describe
+from ..model_configs import LMConfig as LM, Seq2SeqConfig as MT
 from .common import (DataFiles, Dataset, DatasetConfig, Device, EncodingErrors, Files, Json, MaxLen, Overwrite,
                      PairsFile, Seed, Split, SrcCol, SrcField, SrcFile, TextField, TgtCol, TgtField, TgtFile, Threads,
                      TrainingView, examples, info, metrics_table, out_console, parse_duration, print_json, setup,
@@ -127,8 +128,10 @@ def train_lm(
                                     "the corpus.", limit="val_blocks")] = 10,
     encoding_errors: EncodingErrors = "strict",
     min_freq: Annotated[int, _opt("--min-freq", help="Characters rarer than this become <unk>.", limit="min_freq")] = 1,
-    cell: Cell = "gru", layers: Layers = 1, hidden: Hidden = 512, embed: Embed = 64, dropout: Dropout = 0.1,
-    tie_weights: Annotated[bool, _opt("--tie-weights", help="Share embedding and output weights (embed == hidden).")] = False,
+    cell: Cell = LM.cell, layers: Layers = LM.layers, hidden: Hidden = LM.hidden, embed: Embed = LM.embed,
+    dropout: Dropout = LM.dropout,
+    tie_weights: Annotated[bool, _opt("--tie-weights", help="Share embedding and output weights "
+                                                             "(embed == hidden).")] = LM.tie_weights,
     bptt: Annotated[int, _opt("--bptt", help="Truncated-BPTT window in characters.", limit="bptt")] = 128,
     batch_size: Annotated[int, typer.Option("--batch-size", "--global-batch-size", help="Parallel streams per "
                                             "optimizer step, across all processes." + describe("batch_size"))] = 64,
@@ -191,16 +194,18 @@ def train_mt(
                                     limit="vocab_size")] = 8000,
     joint_vocab: Annotated[bool, _opt("--joint-vocab", help="One vocabulary for both sides.")] = False,
     share_embeddings: Annotated[bool, _opt("--share-embeddings", help="One embedding table for both sides "
-                                                                      "(needs --joint-vocab).")] = False,
+                                                                      "(needs --joint-vocab).")] = MT.share_embeddings,
     tie_output: Annotated[bool, _opt("--tie-output", help="The output layer shares the target embedding "
-                                                          "(needs --embed == --hidden).")] = False,
-    cell: Cell = "lstm",
-    attention: Annotated[str, _opt("--attention", help="none (context vector only), bahdanau or luong.")] = "luong",
-    input_feed: Annotated[bool, _opt("--input-feed/--no-input-feed", help="Luong input feeding.")] = True,
-    bidirectional: Annotated[bool, _opt("--bidirectional/--unidirectional", help="Encoder reads both ways.")] = True,
-    layers: Layers = 2, hidden: Hidden = 256, embed: Embed = 256, dropout: Dropout = 0.3,
+                                                          "(needs --embed == --hidden).")] = MT.tie_output,
+    cell: Cell = MT.cell,
+    attention: Annotated[str, _opt("--attention", help="none (context vector only), bahdanau or luong.")] = MT.attention,
+    input_feed: Annotated[bool, _opt("--input-feed/--no-input-feed", help="Luong input feeding.")] = MT.input_feed,
+    bidirectional: Annotated[bool, _opt("--bidirectional/--unidirectional",
+                                        help="Encoder reads both ways.")] = MT.bidirectional,
+    layers: Layers = MT.layers, hidden: Hidden = MT.hidden, embed: Embed = MT.embed, dropout: Dropout = MT.dropout,
     label_smoothing: Annotated[float, _opt("--label-smoothing", help="Share of the target probability spread over "
-                                                                     "the vocabulary.", limit="label_smoothing")] = 0.1,
+                                                                     "the vocabulary.",
+                                            limit="label_smoothing")] = MT.label_smoothing,
     batch_tokens: Annotated[int, typer.Option("--batch-tokens", "--global-batch-size", help="Padded target tokens per "
                                               "optimizer step, across all processes." + describe("batch_tokens"))] = 2048,
     lr: Lr = MT_TRAINING.lr, warmup: Warmup = MT_TRAINING.warmup, weight_decay: WeightDecay = MT_TRAINING.weight_decay,

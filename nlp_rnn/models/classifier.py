@@ -19,49 +19,15 @@ Two classes get two logits and a softmax rather than one logit and a sigmoid. Th
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .rnn import CELLS, make_rnn, quantize_int8
-
-POOLINGS = ("last", "mean", "max", "attention")
-LIMITS = {"vocab_size": (1, 1 << 21), "num_classes": (2, 10_000), "embed": (1, 8192), "hidden": (1, 8192),
-          "layers": (1, 16)}
-
-
-@dataclass
-class ClassifierConfig:
-    vocab_size: int
-    num_classes: int = 2
-    cell: str = "lstm"
-    embed: int = 128
-    hidden: int = 128           # per direction: a bidirectional encoder gives 2 × hidden features
-    layers: int = 1
-    bidirectional: bool = True
-    pooling: str = "attention"  # on SST-2 no pooling won beyond seed noise; attention also shows what it read
-    dropout: float = 0.3        # on the embeddings, between layers and on the pooled features
-
-    def validate(self) -> "ClassifierConfig":
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
-        for name, (low, high) in LIMITS.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"{name} must be a whole number from {low:,} to {high:,}, not {value!r}")
-        if not isinstance(self.bidirectional, bool):
-            raise ValueError(f"bidirectional must be true or false, not {self.bidirectional!r}")
-        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from ..model_configs import ClassifierConfig
+from .rnn import make_rnn, quantize_int8
 
 
 @dataclass

@@ -14,46 +14,12 @@ batch (Wan et al. 2013), which keeps each layer a single call of the fused recur
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rnn import CELLS, make_rnn, quantize_int8
-
-
-@dataclass
-class LMConfig:
-    vocab_size: int
-    cell: str = "gru"
-    embed: int = 64
-    hidden: int = 512
-    layers: int = 1
-    dropout: float = 0.1          # locked dropout on the last layer's output, before the output layer
-    tie_weights: bool = False     # Press & Wolf 2017; needs embed == hidden
-    input_dropout: float = 0.0    # locked dropout on the embeddings (the first layer's input)
-    layer_dropout: float = 0.0    # locked dropout between recurrent layers
-    weight_drop: float = 0.0      # DropConnect on the hidden-to-hidden weights
-    embed_dropout: float = 0.0    # drop whole characters from the embedding table
-
-    DROPOUTS = ("dropout", "input_dropout", "layer_dropout", "weight_drop", "embed_dropout")
-
-    def validate(self) -> "LMConfig":
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        for name in ("vocab_size", "embed", "hidden", "layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive number, not {getattr(self, name)}")
-        for name in self.DROPOUTS:
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), not {getattr(self, name)}")
-        if self.tie_weights and self.embed != self.hidden:
-            raise ValueError(f"weight tying needs embed == hidden (got {self.embed} and {self.hidden})")
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from ..model_configs import LMConfig
+from .rnn import make_rnn, quantize_int8
 
 
 _FUNCTIONAL = {"lstm": torch.lstm, "gru": torch.gru, "rnn": torch.rnn_tanh}

@@ -9,7 +9,7 @@ import warnings
 import torch
 from torch import nn
 
-CELLS = ("rnn", "lstm", "gru")
+from ..model_configs import CELLS
 
 
 def make_rnn(cell: str, input_size: int, hidden: int, layers: int = 1, dropout: float = 0.0,

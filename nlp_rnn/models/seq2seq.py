@@ -20,56 +20,17 @@ Search runs faster through `models.fast_decode.FastDecoder`, which the search co
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..model_configs import Seq2SeqConfig
 from . import fused_decoder
 from .output import dropout, linear_cross_entropy
-from .rnn import CELLS, make_rnn, map_state, quantize_int8, select_state, top_hidden
-
-ATTENTIONS = ("none", "bahdanau", "luong")
-
-
-@dataclass
-class Seq2SeqConfig:
-    src_vocab: int
-    tgt_vocab: int
-    cell: str = "lstm"
-    embed: int = 256
-    hidden: int = 256          # decoder size; a bidirectional encoder gives each direction hidden // 2
-    layers: int = 2
-    bidirectional: bool = True
-    attention: str = "luong"
-    input_feed: bool = True    # Luong input feeding; without it the decoder runs as one fused kernel in training
-    dropout: float = 0.3
-    share_embeddings: bool = False  # one embedding table for source and target (needs a joint vocabulary)
-    tie_output: bool = False        # generator shares the target embedding (Press & Wolf 2017; needs embed == hidden)
-    label_smoothing: float = 0.1
-
-    def validate(self) -> "Seq2SeqConfig":
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, not {self.attention!r}")
-        for name in ("src_vocab", "tgt_vocab", "embed", "hidden", "layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive number, not {getattr(self, name)}")
-        if self.bidirectional and self.hidden % 2:
-            raise ValueError(f"a bidirectional encoder needs an even hidden size, not {self.hidden}")
-        if not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("dropout and label smoothing must be in [0, 1)")
-        if self.share_embeddings and self.src_vocab != self.tgt_vocab:
-            raise ValueError("shared embeddings need one joint vocabulary for source and target")
-        if self.tie_output and self.embed != self.hidden:
-            raise ValueError(f"tying the output layer needs embed == hidden (got {self.embed} and {self.hidden})")
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .rnn import make_rnn, map_state, quantize_int8, select_state, top_hidden
 
 
 @dataclass
