@@ -177,8 +177,7 @@ def _no_surrogates(text: str) -> str:
 def load_models(service: Service, warm: bool = True) -> None:
     """Load every model now, so a bad checkpoint fails at start and no request pays for loading; `warm` also runs
     each once (the first call of a model is several times slower than the next)."""
-    for slot in (*service.translators.values(), *service.lms.values(), *service.classifiers.values()):
-        service._load(slot)
+    service.load_all()
     if warm:
         for key in service.translators:
             service.translate(["a"], direction=key, beam=1)

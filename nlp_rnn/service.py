@@ -134,6 +134,11 @@ class Service:
                 slot.loaded = load_checkpoint(slot.path, kind=slot.kind, device=self.device, quantize=self.quantize)
             return slot.loaded
 
+    def load_all(self) -> None:
+        """Load every chosen model now (a server does, so a bad checkpoint fails at start, not on a request)."""
+        for slot in (*self.translators.values(), *self.lms.values(), *self.classifiers.values()):
+            self._load(slot)
+
     def load(self, path, fallback_direction: str | None = None) -> tuple[str, str, str]:
         """Load any checkpoint now and make it current for its role: (kind, key, a one-line report)."""
         from .checkpoint import load_checkpoint
