@@ -512,7 +512,9 @@ def expected_lines(data: bytes) -> list[str] | None:
     """What the reader must return for `data`, or None where it must raise a CorpusError."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\x1f\x8b", b"PK\x03\x04")) or b"\x00" in data:
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\x1f\x8b", b"PK\x03\x04")):
+        return None
+    if b"\x00" in data:  # a NUL byte anywhere, after a UTF-8 BOM too
         return None
     if data[:3] == b"BZh" and data[4:10] == b"1AY&SY":
         return None
