@@ -189,3 +189,28 @@ def test_train_val_holds_out_blocks_from_the_whole_text():
     fit, val = train_val(text, 0.05)
     assert len(fit) + len(val) == len(text) and abs(len(val) - 0.05 * len(text)) < 20
     assert "line 01" in val and "line 18" in val  # from the first tenth of the text to the last
+
+
+# ---------------------------------------------------------------------------------------------- the command line
+
+def test_train_lm_flags_set_the_regularisers_and_refuse_a_rate_of_one(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from nlp_rnn.cli import app
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat and the dog sat on the log.\n" * 200, encoding="utf-8")
+    runner = CliRunner()
+    args = ["train", "lm", str(corpus), "--max-steps", "2", "--hidden", "16", "--embed", "8", "--batch-size", "4",
+            "--bptt", "16", "--threads", "1"]
+    done = runner.invoke(app, [*args, "-o", str(tmp_path / "run"), "--input-dropout", "0.1", "--layer-dropout", "0.2",
+                               "--weight-drop", "0.3", "--embed-dropout", "0.05"])
+    assert done.exit_code == 0, done.output
+    model = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["model"]
+    assert (model["input_dropout"], model["layer_dropout"], model["weight_drop"], model["embed_dropout"]) == \
+        (0.1, 0.2, 0.3, 0.05)
+    refused = runner.invoke(app, [*args, "-o", str(tmp_path / "bad"), "--weight-drop", "1"])
+    assert refused.exit_code == 2 and "weight_drop" in refused.output
+    assert not (tmp_path / "bad").exists()

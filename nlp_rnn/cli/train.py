@@ -129,7 +129,16 @@ def train_lm(
     encoding_errors: EncodingErrors = "strict",
     min_freq: Annotated[int, _opt("--min-freq", help="Characters rarer than this become <unk>.", limit="min_freq")] = 1,
     cell: Cell = LM.cell, layers: Layers = LM.layers, hidden: Hidden = LM.hidden, embed: Embed = LM.embed,
-    dropout: Dropout = LM.dropout,
+    dropout: Annotated[float, _opt("--dropout", help="Locked dropout on the last layer's output (one mask per "
+                                                    "sequence).", limit="dropout")] = LM.dropout,
+    input_dropout: Annotated[float, _opt("--input-dropout", help="Locked dropout on the embeddings (AWD-LSTM).",
+                                         limit="dropout")] = LM.input_dropout,
+    layer_dropout: Annotated[float, _opt("--layer-dropout", help="Locked dropout between recurrent layers.",
+                                         limit="dropout")] = LM.layer_dropout,
+    weight_drop: Annotated[float, _opt("--weight-drop", help="DropConnect on the hidden-to-hidden weights, one "
+                                                             "mask per batch (AWD-LSTM).", limit="dropout")] = LM.weight_drop,
+    embed_dropout: Annotated[float, _opt("--embed-dropout", help="Share of characters whose embedding is dropped "
+                                                                 "for a batch.", limit="dropout")] = LM.embed_dropout,
     tie_weights: Annotated[bool, _opt("--tie-weights", help="Share embedding and output weights "
                                                              "(embed == hidden).")] = LM.tie_weights,
     bptt: Annotated[int, _opt("--bptt", help="Truncated-BPTT window in characters.", limit="bptt")] = 128,
@@ -154,7 +163,9 @@ def train_lm(
                         max_steps=max_steps, epochs=epochs, eval_every=eval_every, save_every=save_every,
                         save_every_minutes=save_every_minutes, keep=keep, patience=patience,
                         max_bad_steps=max_bad_steps, precision=precision, seed=DEFAULT_SEED if seed is None else seed)
-    model_options = dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights)
+    model_options = dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights,
+                         input_dropout=input_dropout, layer_dropout=layer_dropout, weight_drop=weight_drop,
+                         embed_dropout=embed_dropout)
     data = tasks.LMData(batch_size=batch_size, bptt=bptt, min_freq=min_freq, val_fraction=val_fraction,
                         val_blocks=val_blocks)
     tasks.check_lm_options(model_options, data)
