@@ -12,6 +12,13 @@ LN2 = math.log(2)
 
 
 @torch.no_grad()
+def summed_nll(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> float:
+    """Σ −log p(target) over every position of `logits` (..., V) and `targets` (...), in fp32; positions whose
+    target is `ignore_index` (padding) do not count. The one place scores and validation losses are summed."""
+    return float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                                   ignore_index=ignore_index, reduction="sum"))
+
+
 def lm_nll(model, ids: torch.Tensor, rows: int = 1, bptt: int = 256) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of predicting ids[1:] from what precedes them, state carried
     through the text in order. `rows > 1` splits the text into that many parallel streams (faster, and each
@@ -38,8 +45,7 @@ def _score_windows(model, x_all: torch.Tensor, state, bptt: int):
         end = min(start + bptt, width - 1)
         logits, state = model(x_all[:, start:end], state)
         y = x_all[:, start + 1:end + 1]
-        total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
-                                                         y.reshape(-1), reduction="sum"))
+        total += summed_nll(logits, y)
         count += y.numel()
     return total, count, state
 

@@ -217,7 +217,9 @@ class ReplSession:
                                     beam=self.settings.beam)[0]
         yield (f"[{tr.direction}] " if auto else "") + tr.text + "\n"
         if tr.truncated:
-            yield "(the line was very long: only its first 250 tokens were translated)\n"
+            from .search import MAX_SRC_TOKENS
+
+            yield f"(the line was very long: only its first {MAX_SRC_TOKENS} tokens were translated)\n"
 
     def _generate(self, text: str) -> Iterator[str]:
         s = self.settings

@@ -31,6 +31,9 @@ def _max_lens(src_len: torch.Tensor, ratio: float, cap: int) -> torch.Tensor:
     return torch.clamp((src_len.float() * ratio).long() + 5, max=cap)
 
 
+MAX_SRC_TOKENS = 250  # a longer source is cut (and flagged `truncated`): beyond it a translation degrades anyway
+
+
 def _lp(length: int, alpha: float) -> float:
     return ((5 + length) / 6) ** alpha if alpha else 1.0
 
@@ -184,7 +187,7 @@ class Translation:
 
 def translate(model, src_tok, tgt_tok, lines: Sequence[str], beam: int = 1, batch_size: int = 32,
               length_penalty: float = 0.6, max_len_ratio: float = 2.0, n_best: int = 1,
-              max_src_tokens: int = 250, device: str | torch.device | None = None,
+              max_src_tokens: int = MAX_SRC_TOKENS, device: str | torch.device | None = None,
               precision: str = "fp32", fast_decoder: FastDecoder | None = None,
               shortlist: Shortlist | None = None) -> Iterator[tuple[int, Translation]]:
     """Translate lines in batches of similar length; yields (line index, Translation) as batches finish.

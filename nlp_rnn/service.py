@@ -407,13 +407,15 @@ def _nats_per_char(loaded, text: str) -> float:
     """Mean cross-entropy of `text` after a line break, the context every line of a corpus starts from."""
     import torch
 
+    from .evaluate import summed_nll
+
     tok = loaded.tokenizer
     ids = (tok.encode("\n") or [1]) + tok.encode(text[:200])
     with torch.no_grad():
         x = torch.tensor([ids])
         logits, _ = loaded.model(x[:, :-1])
-        nll = torch.nn.functional.cross_entropy(logits[0].float(), x[0, 1:], reduction="mean")
-    return float(nll) if math.isfinite(float(nll)) else math.inf
+        nll = summed_nll(logits[0], x[0, 1:]) / (len(ids) - 1)
+    return nll if math.isfinite(nll) else math.inf
 
 
 def attention_matrix(model, src_tok, tgt_tok, source: str, target: str) -> dict | None:
@@ -421,12 +423,13 @@ def attention_matrix(model, src_tok, tgt_tok, source: str, target: str) -> dict 
     one row of source weights per target token. None for a model without attention."""
     import torch
 
+    from .search import MAX_SRC_TOKENS
     from .tokenizers import BOS, EOS
 
     if getattr(model.config, "attention", "none") == "none":
         return None
-    src_ids = src_tok.encode(source.strip())[:250] + [EOS]
-    tgt_ids = tgt_tok.encode(target)[:250]
+    src_ids = src_tok.encode(source.strip())[:MAX_SRC_TOKENS] + [EOS]
+    tgt_ids = tgt_tok.encode(target)[:MAX_SRC_TOKENS]
     with torch.no_grad():
         src = torch.tensor([src_ids], device=next(model.parameters()).device)
         mem, state = model.encode(src, torch.tensor([len(src_ids)]))

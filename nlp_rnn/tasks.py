@@ -21,11 +21,11 @@ from .corpora import LabelledCorpus, TextSource, split_labelled
 from .data import LMStream, as_long, bucket_batches, collate, encode_pairs, split_ids, spread_holdout, write_ids
 from .distributed import agree
 from .errors import CheckpointError, CorpusError, NlpRnnError, TokenizerError, TrainingStopped, UsageError
-from .evaluate import LN2, lm_nll, mt_scores
+from .evaluate import LN2, lm_nll, mt_scores, summed_nll
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
 from .models.classifier import ClassifierConfig, ClfBatch, TextClassifier, load_encoder_from_lm
 from .search import translate_all
-from .tokenizers import EOS, CharTokenizer, Tokenizer, train_tokenizer
+from .tokenizers import EOS, PAD, CharTokenizer, Tokenizer, train_tokenizer
 from .limits import check
 from .rundir import RunDir
 from .training import Notice, Run, TrainConfig, Trainer
@@ -194,8 +194,7 @@ class MTTask:
         for idx in self._val_batches:
             b = collate(self.val_src, self.val_tgt, idx).to(self.device)
             logits = model(b.src, b.src_len, b.tgt_in)
-            total += float(torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)).float(), b.tgt_out.reshape(-1), ignore_index=0, reduction="sum"))
+            total += summed_nll(logits, b.tgt_out, ignore_index=PAD)
             count += b.n_tokens
         start = time.monotonic()
         hyps = [t.text for t in translate_all(model, self.src_tok, self.tgt_tok, [s for s, _ in self.val_pairs],

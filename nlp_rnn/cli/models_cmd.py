@@ -152,12 +152,15 @@ def translate(
 def _translate_chunks(service, lines, src_lang, tgt_lang, options: dict, where: str, as_json: bool, out,
                       progress: bool) -> tuple[int, list]:
     """Translate CHUNK_LINES lines at a time, writing each chunk's output before reading the next."""
+    from ..search import MAX_SRC_TOKENS
+
     count, results = 0, []
     while chunk := list(itertools.islice(lines, CHUNK_LINES)):
         done = service.translate(chunk, src_lang, tgt_lang, **options)
         for j, tr in enumerate(done):
             if tr.truncated:
-                warn(f"{where}:{count + j + 1}: very long line, its source was cut to the first 250 tokens")
+                warn(f"{where}:{count + j + 1}: very long line, its source was cut to the first {MAX_SRC_TOKENS} "
+                     "tokens")
         if as_json:
             results.extend(done)
         else:
