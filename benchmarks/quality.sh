@@ -39,7 +39,7 @@ peer_lm() {  # peer_lm CORE NAME CORPUS: the plain PyTorch char-LSTM, same budge
 mt() {  # mt CORE NAME [flags...]: 20-minute single-thread Multi30k de→en run, then sacrebleu on val (beam 5)
   local core=$1 name=$2; shift 2
   local M=$DATA/multi30k
-  taskset -c "$core" $NLP --quiet train mt --src "$M/train.de" --tgt "$M/train.en" --val-src "$M/val.de" \
+  /usr/bin/time -v -o "mt_$name.time" taskset -c "$core" $NLP --quiet train mt --src "$M/train.de" --tgt "$M/train.en" --val-src "$M/val.de" \
     --val-tgt "$M/val.en" --src-lang de --tgt-lang en -o "mt_$name" --max-time 20m --threads 1 "$@" --json > "mt_$name.json"
   for beam in 1 5; do
     taskset -c "$core" $NLP eval mt -m "mt_$name" --src "$M/val.de" --ref "$M/val.en" --beam "$beam" --threads 1 \
@@ -65,7 +65,10 @@ case "${1:-}" in
                   lm 0 q_lstm q --cell lstm & peer_lm 1 q q & wait ;;
   lm-quijote-cells) split "$DATA/quijote/train.txt" q
                   lm 0 q_gru q --cell gru & lm 1 q_rnn q --cell rnn & wait ;;
-  mt-peer)        mt 0 luong & (cd "$PEERS/onmt" && CORE=1 ./run.sh 1200 > "$OUT/onmt.log" 2>&1) & wait ;;
+  mt-peer)        # peak RSS of each training: "Maximum resident set size" in mt_luong.time / onmt.time
+                  (cd "$PEERS/onmt" && ./run.sh 1200 "setup prep" > "$OUT/onmt.log" 2>&1)
+                  mt 0 luong & (cd "$PEERS/onmt" && CORE=1 /usr/bin/time -v -o "$OUT/onmt.time" ./run.sh 1200 train \
+                    >> "$OUT/onmt.log" 2>&1 && CORE=1 ./run.sh 1200 eval >> "$OUT/onmt.log" 2>&1) & wait ;;
   mt-attention)   mt 0 none --attention none & mt 1 bahdanau --attention bahdanau & wait ;;
   *) echo "usage: $0 split FILE PREFIX|lm-size|lm-size2|lm-shakespeare|lm-cells|lm-seed2|lm-quijote|lm-quijote-cells|mt-peer|mt-attention" >&2; exit 2 ;;
 esac

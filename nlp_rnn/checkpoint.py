@@ -180,8 +180,9 @@ def _tensor_groups(model: torch.nn.Module) -> list[tuple[tuple[str, ...], tuple[
 
 def _model_config(path: Path, config: dict):
     """The model config dataclass of a checkpoint whose config.json passed `read_config`."""
+    cls = MODELS[config["kind"]][1]
     try:
-        return MODELS[config["kind"]][1](**config["model"]).validate()
+        return cls(**{**getattr(cls, "ABSENT", {}), **config["model"]}).validate()
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config ({str(e)[:200]})") from None
 

@@ -26,6 +26,10 @@ class LMConfig:
     embed_dropout: float = 0.0    # drop whole characters from the embedding table
 
     DROPOUTS = ("dropout", "input_dropout", "layer_dropout", "weight_drop", "embed_dropout")
+    # What a field meant before it existed: a config.json saved without it is read with this value, never with
+    # today's default, so a changed default cannot change an old checkpoint or what `--resume` of it trains.
+    ABSENT = {"tie_weights": False, "input_dropout": 0.0, "layer_dropout": 0.0, "weight_drop": 0.0,
+              "embed_dropout": 0.0}
 
     def validate(self) -> "LMConfig":
         if self.cell not in CELLS:

@@ -42,6 +42,29 @@ def test_round_trip_keeps_weights_config_and_tokenizer(tmp_path, tie):
         assert loaded.model.head.weight.data_ptr() == loaded.model.embedding.weight.data_ptr()
 
 
+def test_a_config_saved_before_a_field_existed_reads_it_as_it_was_then(tmp_path, monkeypatch):
+    """An old run's config.json lacks the regularisers added later; it must load with them off, not with whatever
+    the defaults are today (a changed default would otherwise change what `--resume` of that run trains)."""
+    import dataclasses
+
+    from nlp_rnn import checkpoint, model_configs
+
+    model, tok = _lm()
+    save_checkpoint(tmp_path / "ck", model, {"tokenizer": tok})
+    path = tmp_path / "ck" / "config.json"
+    config = json.loads(path.read_text())
+    for name in LMConfig.ABSENT:
+        del config["model"][name]
+    path.write_text(json.dumps(config))
+    changed = dataclasses.make_dataclass("LMConfig", [("weight_drop", float, dataclasses.field(default=0.3)),
+                                                      ("input_dropout", float, dataclasses.field(default=0.2))],
+                                         bases=(LMConfig,))
+    monkeypatch.setitem(checkpoint.MODELS, "lm", (CharLM, changed))  # today's defaults differ from the run's
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded.model.config.weight_drop == 0.0 and loaded.model.config.input_dropout == 0.0
+    assert set(LMConfig.ABSENT) <= {f.name for f in dataclasses.fields(model_configs.LMConfig)}
+
+
 def test_weights_packed_into_one_buffer_still_save(tmp_path):
     """On CUDA, cuDNN packs an RNN's weights into one flat buffer (the parameters become views of it), which
     safetensors refuses to save as is; the same layout is built here on the CPU."""
