@@ -1,6 +1,7 @@
 """Scores: cross-entropy per character for language models; BLEU, chrF and TER (sacrebleu) for translators."""
 from __future__ import annotations
 
+import copy
 import math
 from typing import Iterable, Sequence
 
@@ -37,6 +38,7 @@ def lm_nll(model, ids: torch.Tensor, rows: int = 1, bptt: int = 256) -> tuple[fl
     return total, count
 
 
+@torch.no_grad()
 def _score_windows(model, x_all: torch.Tensor, state, bptt: int):
     """Summed NLL of x_all[:, 1:] given what precedes, in windows of `bptt` inputs, state carried in and out."""
     total, count = 0.0, 0
@@ -50,12 +52,18 @@ def _score_windows(model, x_all: torch.Tensor, state, bptt: int):
     return total, count, state
 
 
-@torch.no_grad()
-def lm_nll_stream(model, id_chunks: Iterable[Sequence[int]], bptt: int = 256) -> tuple[float, int, int]:
+def lm_nll_stream(model, id_chunks: Iterable[Sequence[int]], bptt: int = 256,
+                  dynamic_lr: float = 0.0) -> tuple[float, int, int]:
     """`lm_nll` with one stream over ids that arrive in chunks (a file read piece by piece): the same windows
     and the same carried state as over the whole text at once, in memory bounded by one chunk. Returns the
-    summed NLL, the number of predictions, and how many predicted ids were `unk`."""
-    model.eval()
+    summed NLL, the number of predictions, and how many predicted ids were `unk`. With `dynamic_lr`, the score
+    is that of dynamic evaluation (`_adapt_windows`) on a copy of the model; `model` itself is never changed."""
+    if dynamic_lr:
+        model, bptt = _adaptable_copy(model), DYNAMIC_BPTT
+        windows = lambda m, x, s, b: _adapt_windows(m, x, s, b, dynamic_lr)  # noqa: E731
+    else:
+        model.eval()
+        windows = _score_windows
     device = next(model.parameters()).device
     total, count, unk, state = 0.0, 0, 0, None
     left = torch.zeros(0, dtype=torch.long)  # ids not yet scored as targets; left[0] is the next input
@@ -69,19 +77,58 @@ def lm_nll_stream(model, id_chunks: Iterable[Sequence[int]], bptt: int = 256) ->
         ids = torch.cat([left, ids])
         full = (ids.numel() - 1) // bptt * bptt  # windows of exactly bptt inputs, as the whole text would have
         if full:
-            nll, n, state = _score_windows(model, ids[:full + 1].unsqueeze(0).to(device), state, bptt)
+            nll, n, state = windows(model, ids[:full + 1].unsqueeze(0).to(device), state, bptt)
             total, count = total + nll, count + n
         left = ids[full:]
     if left.numel() > 1:
-        nll, n, state = _score_windows(model, left.unsqueeze(0).to(device), state, bptt)
+        nll, n, state = windows(model, left.unsqueeze(0).to(device), state, bptt)
         total, count = total + nll, count + n
     return total, count, unk
 
 
-def lm_metrics(model, tokenizer, text: str | Iterable[str], rows: int = 1) -> dict:
+DYNAMIC_BPTT = 128  # characters read between two updates of dynamic evaluation
+
+
+def _adaptable_copy(model):
+    """A copy of the model to adapt while reading: inference mode (no dropout), but the recurrent kernel keeps
+    what backward needs, which it does only in training mode."""
+    if not any(p.is_floating_point() for p in model.parameters()):
+        raise ValueError("dynamic evaluation needs a model with float weights (not --quantize int8)")
+    adapted = copy.deepcopy(model).eval()
+    adapted.rnn.train()
+    return adapted
+
+
+def _adapt_windows(model, x_all: torch.Tensor, state, bptt: int, lr: float):
+    """Dynamic evaluation (Krause et al. 2018, its SGD form): each window is scored first, then the model takes
+    one SGD step on it, so it adapts to the text as it reads it; every prediction is made before its own
+    character is learnt from. Summed NLL, count and state, as `_score_windows`."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    total, count = 0.0, 0
+    for start in range(0, x_all.size(1) - 1, bptt):
+        end = min(start + bptt, x_all.size(1) - 1)
+        y = x_all[:, start + 1:end + 1]
+        with torch.enable_grad():
+            logits, state = model(x_all[:, start:end], state)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+            grads = torch.autograd.grad(loss, params)
+        total += summed_nll(logits.detach(), y)
+        count += y.numel()
+        with torch.no_grad():
+            torch._foreach_add_(params, grads, alpha=-lr)
+        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    return total, count, state
+
+
+def lm_metrics(model, tokenizer, text: str | Iterable[str], rows: int = 1, dynamic_lr: float = 0.0) -> dict:
     """nats/char, bits/char and perplexity over `text`, plus how many characters fell outside the vocabulary.
     `text` may be one string or an iterable of chunks (`corpora.iter_text_chunks(path)`), scored as one stream
-    with the state carried across chunks, so a file of any size is scored in bounded memory (rows must be 1)."""
+    with the state carried across chunks, so a file of any size is scored in bounded memory (rows must be 1).
+    `dynamic_lr` > 0: the score of dynamic evaluation at that step size (see `_adapt_windows`)."""
+    if dynamic_lr:
+        text = [text] if isinstance(text, str) else text
+        if rows != 1:
+            raise ValueError("dynamic evaluation reads the text as one stream (rows=1)")
     if isinstance(text, str):
         ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
         nll, count = lm_nll(model, ids, rows=rows)
@@ -89,7 +136,7 @@ def lm_metrics(model, tokenizer, text: str | Iterable[str], rows: int = 1) -> di
     else:
         if rows != 1:
             raise ValueError("a text given in chunks is scored as one stream (rows=1)")
-        nll, count, unk = lm_nll_stream(model, (tokenizer.encode(chunk) for chunk in text))
+        nll, count, unk = lm_nll_stream(model, (tokenizer.encode(chunk) for chunk in text), dynamic_lr=dynamic_lr)
     nats = nll / max(1, count)
     return {"nats_per_char": nats, "bits_per_char": nats / LN2, "perplexity": math.exp(min(nats, 700)),
             "chars": count, "unk_chars": unk}

@@ -48,6 +48,10 @@ class LMConfig:
         return asdict(self)
 
 
+# Step size of dynamic evaluation (`eval lm --dynamic`), chosen on held-out folds (BENCHMARKS.md, issue #18).
+DYNAMIC_LR = 1e-3
+
+
 ATTENTIONS = ("none", "bahdanau", "luong")
 
 

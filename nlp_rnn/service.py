@@ -374,12 +374,13 @@ class Service:
                               "model": key}
         return results
 
-    def score(self, text, lang: str = "en") -> dict:
-        """Cross-entropy of a text (a string or an iterable of chunks) under the LM of `lang`."""
+    def score(self, text, lang: str = "en", dynamic_lr: float = 0.0) -> dict:
+        """Cross-entropy of a text (a string or an iterable of chunks) under the LM of `lang`; with `dynamic_lr`,
+        that of dynamic evaluation (on a copy: the loaded model is not changed)."""
         from .evaluate import lm_metrics
 
         lm = self.lm(lang)
-        return lm_metrics(lm.model, lm.tokenizer, text)
+        return lm_metrics(lm.model, lm.tokenizer, text, dynamic_lr=dynamic_lr)
 
     def lm_language(self, text: str) -> str | None:
         """The language whose LM should read `text` (None: a given LM reads everything). Guessed again only when

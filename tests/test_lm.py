@@ -116,6 +116,32 @@ def test_eval_lm_counts_characters_outside_the_vocabulary(lm_dir):
     assert m["unk_chars"] == 2
 
 
+def test_dynamic_evaluation_adapts_to_a_repeated_text_and_leaves_the_model_alone(lm_dir, tmp_path):
+    """`eval lm --dynamic` reports the adapted score beside the static one; text the model has never seen, repeated,
+    becomes cheaper as the model learns it while reading, and the loaded model is not changed."""
+    f = tmp_path / "new.txt"
+    f.write_text("a red hen ate green corn by the barn. " * 20, encoding="utf-8")
+    loaded = load_checkpoint(lm_dir)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    static = lm_metrics(loaded.model, loaded.tokenizer, f.read_text())["nats_per_char"]
+    adapted = lm_metrics(loaded.model, loaded.tokenizer, f.read_text(), dynamic_lr=0.3)["nats_per_char"]
+    assert adapted < static - 0.3
+    assert all(torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
+    result = runner.invoke(app, ["eval", "lm", "-m", str(lm_dir), str(f), "--dynamic", "--dynamic-lr", "0.3", "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert got["nats_per_char"] == pytest.approx(static, rel=1e-5)
+    assert got["dynamic_nats_per_char"] == pytest.approx(adapted, rel=1e-5) and got["dynamic_lr"] == 0.3
+
+
+def test_dynamic_evaluation_predicts_before_it_learns(lm_dir):
+    """Within the first window nothing has been learnt yet: the dynamic score equals the static one."""
+    loaded = load_checkpoint(lm_dir)
+    text = "the lazy dog jumps over the quick brown fox."
+    static = lm_metrics(loaded.model, loaded.tokenizer, text)["nats_per_char"]
+    assert lm_metrics(loaded.model, loaded.tokenizer, text, dynamic_lr=0.3)["nats_per_char"] == pytest.approx(static, rel=1e-5)
+
+
 def test_train_lm_cli_writes_a_usable_run(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(LM_TEXT, encoding="utf-8")

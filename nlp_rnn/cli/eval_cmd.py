@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..limits import describe
+from ..errors import UsageError
+from ..limits import check, describe
+from ..model_configs import DYNAMIC_LR
 from .common import (Beam, Device, EncodingErrors, InferBatch, Json, Lang, LengthPenalty, MaxLenRatio, Model,
                      Overwrite, Quantize, SearchPrecision, Threads, examples, metrics_table, out_console, print_json,
                      warn)
@@ -25,7 +27,8 @@ def _show(title: str, figures: dict, as_json: bool) -> None:
 
 
 @eval_app.command("lm", epilog=examples("nlp-rnn eval lm corpora/prose-es/test.txt --lang es",
-                                        "nlp-rnn eval lm -m runs/shakespeare val.txt --json"))
+                                        "nlp-rnn eval lm -m runs/shakespeare val.txt --json",
+                                        "nlp-rnn eval lm -m runs/shakespeare val.txt --dynamic"))
 def eval_lm(
     file: Annotated[Path, typer.Argument(help="Text to score (read as a stream: any size).")],
     model: Model = None,
@@ -35,14 +38,28 @@ def eval_lm(
     threads: Threads = None,
     device: Device = "auto",
     quantize: Quantize = "none",
+    dynamic: Annotated[bool, typer.Option(
+        "--dynamic", help="Also report dynamic evaluation (Krause et al. 2018): the model takes an SGD step after "
+                          "each 128 characters it has scored, adapting to the text as it reads it. Reported beside "
+                          "the static score, never instead of it.")] = False,
+    dynamic_lr: Annotated[float, typer.Option(
+        "--dynamic-lr", help="Step size of --dynamic." + describe("lr"))] = DYNAMIC_LR,
 ):
     """Cross-entropy of a text under a language model: nats/char, bits/char, perplexity."""
     from ..corpora import check_input_file, iter_text_chunks
 
+    check("lr", dynamic_lr, "--dynamic-lr")
+    if dynamic and quantize != "none":
+        raise UsageError("--dynamic adapts the model's weights, which --quantize int8 cannot: drop one of them")
     check_input_file(file, encoding_errors)
     service = service_for(model, "lm", threads, device, quantize)
+    lang_ = None if model is not None else lang
     start = time.perf_counter()
-    m = service.score(iter_text_chunks(file, encoding_errors), None if model is not None else lang)
+    m = service.score(iter_text_chunks(file, encoding_errors), lang_)
+    if dynamic:  # a second pass over the file, on a copy of the model
+        d = service.score(iter_text_chunks(file, encoding_errors), lang_, dynamic_lr=dynamic_lr)
+        m.update(dynamic_nats_per_char=d["nats_per_char"], dynamic_bits_per_char=d["bits_per_char"],
+                 dynamic_lr=dynamic_lr)
     m["seconds"] = round(time.perf_counter() - start, 3)
     if m["unk_chars"]:
         warn(f"{m['unk_chars']} characters of {file} are outside the model's vocabulary (scored as <unk>)")
