@@ -41,6 +41,8 @@ AWD1 = dict(input_dropout=0.1, dropout=0.25, weight_drop=0.25)
 RECIPES: dict[str, dict] = {
     # `train lm`'s default before issue #18 (its output dropout is now locked, one mask per sequence)
     "default": dict(model=dict(GRU1, dropout=0.1)),
+    # `train lm`'s default since: dropout and DropConnect chosen by training characters per weight
+    "auto": dict(model=dict(GRU1)),
     "gru-awd": dict(model=dict(GRU1, **AWD1)),
     "gru-awd-strong": dict(model=dict(GRU1, input_dropout=0.15, dropout=0.35, weight_drop=0.5)),
     "gru-awd-emb": dict(model=dict(GRU1, **AWD1, embed_dropout=0.05)),

@@ -48,6 +48,29 @@ class LMConfig:
         return asdict(self)
 
 
+def lm_parameters(c: LMConfig) -> int:
+    """How many weights `models.lm.CharLM` has for this config (counted without building it)."""
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[c.cell]
+    rnn = sum(gates * c.hidden * ((c.embed if i == 0 else c.hidden) + c.hidden + 2) for i in range(c.layers))
+    head = 0 if c.tie_weights else c.hidden * c.vocab_size
+    return c.vocab_size * c.embed + rnn + head + c.vocab_size
+
+
+# Regularisation that scales with how little text there is (issue #18; BENCHMARKS.md, "Language model across
+# folds"). With fewer training characters per weight than this, a model overfits within a 15-minute run and the
+# stronger recipe won on every fold of tiny-shakespeare (0.8 characters per weight); with more (Quijote, 1.6) it
+# lost. `train lm` applies it unless the user sets --dropout or --weight-drop.
+SMALL_CORPUS_CHARS_PER_WEIGHT = 1.2
+SMALL_CORPUS_REGULARISATION = {"dropout": 0.2, "weight_drop": 0.1}
+
+
+def lm_regularisation(train_chars: int, weights: int) -> dict:
+    """{dropout, weight_drop} for a corpus of `train_chars` characters and a model of `weights` weights."""
+    if train_chars < SMALL_CORPUS_CHARS_PER_WEIGHT * weights:
+        return dict(SMALL_CORPUS_REGULARISATION)
+    return {"dropout": LMConfig.dropout, "weight_drop": LMConfig.weight_drop}
+
+
 # Step size of dynamic evaluation (`eval lm --dynamic`), chosen on held-out folds (BENCHMARKS.md, issue #18).
 DYNAMIC_LR = 1e-3
 

@@ -58,7 +58,7 @@ def check_resume(run: Run, loaded, model_options: dict, layout: dict) -> None:
     the old model on new settings (or crashing on a shape mismatch)."""
     saved = loaded.model.config.to_dict()
     diffs = [f"--{k.replace('_', '-')} {_show(v)} (the run has {_show(saved[k])})"
-             for k, v in model_options.items() if k in saved and saved[k] != v]
+             for k, v in model_options.items() if k in saved and v is not None and saved[k] != v]
     diffs += [f"--{k.replace('_', '-')} {v} (the run has {loaded.meta[k]})"
               for k, v in layout.items() if k in loaded.meta and loaded.meta[k] != v]
     if diffs:

@@ -5,6 +5,7 @@ and the model, and hand a task to `training.Trainer`. The CLI turns flags into t
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from .data import LMStream, as_long, bucket_batches, collate, encode_pairs, spli
 from .errors import CorpusError, TokenizerError, UsageError
 from .evaluate import LN2, lm_nll, mt_scores, summed_nll
 from .limits import check
+from .model_configs import SMALL_CORPUS_REGULARISATION, lm_parameters, lm_regularisation
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
 from .search import translate_all
 from .task_runs import (check_resume, check_same_data, claim, file_sha256, latest_or_fail, model_config,
@@ -82,7 +84,24 @@ def check_lm_options(model_options: dict, data: LMData) -> None:
     """Fail on bad flags before any corpus is read or any output printed."""
     for name in ("batch_size", "bptt", "min_freq", "val_fraction", "val_blocks"):
         check(name, getattr(data, name))
-    model_config(LMConfig, vocab_size=1, **model_options)
+    model_config(LMConfig, vocab_size=1, **_set(model_options))
+
+
+def _set(options: dict) -> dict:
+    """The options the user set (None: left to `train_lm`, which sizes regularisation by the corpus)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _regularise_by_corpus(cfg: LMConfig, model_options: dict, train_chars: int, run: Run) -> LMConfig:
+    """`cfg` with the dropout and DropConnect the corpus size calls for, unless the user set either of them."""
+    if any(model_options.get(k) is not None for k in SMALL_CORPUS_REGULARISATION):
+        return cfg
+    weights = lm_parameters(cfg)
+    chosen = lm_regularisation(train_chars, weights)
+    if run.on_event is not None:
+        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+        run.on_event(Notice(f"regularisation for {train_chars / weights:.2f} training characters per weight: {shown}"))
+    return dataclasses.replace(cfg, **chosen)
 
 
 def train_lm(text: str | TextSource, val_text: str | TextSource | None, run: Run | str | Path, model_options: dict,
@@ -109,7 +128,7 @@ def train_lm(text: str | TextSource, val_text: str | TextSource | None, run: Run
                                   f"no character occurs at least --min-freq {data.min_freq} times") from None
             if all(ch.isspace() for ch in tokenizer.chars):
                 raise CorpusError(source.description, "corpus is empty (no non-blank text)")
-            cfg = model_config(LMConfig, vocab_size=tokenizer.vocab_size, **model_options)
+            cfg = model_config(LMConfig, vocab_size=tokenizer.vocab_size, **_set(model_options))
         (run.dir / "data").mkdir(exist_ok=True)
         rank = f".rank{run.shard[0]}" if run.shard[1] > 1 else ""  # each process writes its own copy
         ids = write_ids(source.chunks(), tokenizer, run.dir / "data" / f"train{rank}.ids")
@@ -123,12 +142,14 @@ def train_lm(text: str | TextSource, val_text: str | TextSource | None, run: Run
             fraction = min(int(len(ids) * data.val_fraction), VAL_CAP) / max(1, len(ids))
             held = spread_holdout(len(ids), fraction, blocks=data.val_blocks)
             ids, val_ids = split_ids(ids, held, run.dir / "data" / f"train{rank}.fit.ids")
-            where = f" held out in {len(held)} blocks spread over the corpus"
+            where = f" held out in {len(held)} block{'s' if len(held) > 1 else ''} spread over the corpus"
         if len(val_ids) < 2:
             raise CorpusError(None, "validation text is too short (fewer than 2 characters)")
         if run.on_event is not None:
             shown = f"{min(len(val_ids), VAL_CAP):,}" + (f" (of {len(val_ids):,})" if len(val_ids) > VAL_CAP else "")
             run.on_event(Notice(f"training on {len(ids):,} characters, validating on {shown}{where}"))
+        if not run.resume:
+            cfg = _regularise_by_corpus(cfg, model_options, len(ids), run)
         torch.manual_seed(train_config.seed)
         model = CharLM(cfg).to(run.device)
         task = LMTask(ids, val_ids, data.batch_size, data.bptt, shard=run.shard)

@@ -2,6 +2,8 @@
 the fast `Stepper` follows fp32 and int8 models; the k-fold benchmark's splits partition the text."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -194,8 +196,6 @@ def test_train_val_holds_out_blocks_from_the_whole_text():
 # ---------------------------------------------------------------------------------------------- the command line
 
 def test_train_lm_flags_set_the_regularisers_and_refuse_a_rate_of_one(tmp_path):
-    import json
-
     from typer.testing import CliRunner
 
     from nlp_rnn.cli import app
@@ -214,3 +214,43 @@ def test_train_lm_flags_set_the_regularisers_and_refuse_a_rate_of_one(tmp_path):
     refused = runner.invoke(app, [*args, "-o", str(tmp_path / "bad"), "--weight-drop", "1"])
     assert refused.exit_code == 2 and "weight_drop" in refused.output
     assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------------------------------------- sized by the corpus
+
+@pytest.mark.parametrize("config", [dict(cell="gru"), dict(cell="lstm", layers=2), dict(cell="rnn", layers=3),
+                                    dict(cell="gru", embed=24, tie_weights=True)])
+def test_lm_parameters_counts_the_models_weights(config):
+    from nlp_rnn.model_configs import lm_parameters
+
+    c = LMConfig(vocab_size=37, hidden=24, embed=config.pop("embed", 8), **config)
+    assert lm_parameters(c) == sum(p.numel() for p in CharLM(c).parameters())
+
+
+def _trained_config(tmp_path, name: str, text: str, hidden: int, **options) -> tuple[dict, list[str]]:
+    from nlp_rnn import tasks
+    from nlp_rnn.training import Notice, Run, TrainConfig
+
+    said = []
+    run = Run(tmp_path / name, on_event=lambda e: said.append(e.text) if isinstance(e, Notice) else None)
+    tasks.train_lm(text, None, run, dict(cell="gru", hidden=hidden, embed=4, **options),
+                   TrainConfig(max_steps=1, precision="fp32"), tasks.LMData(batch_size=2, bptt=8))
+    return json.loads((tmp_path / name / "model" / "config.json").read_text())["model"], said
+
+
+def test_a_small_corpus_gets_the_stronger_regularisation_and_says_so(tmp_path):
+    from nlp_rnn.model_configs import SMALL_CORPUS_REGULARISATION as SMALL
+
+    text = "the cat sat on the mat.\n" * 40  # ~900 characters for a model of ~3,000 weights
+    model, said = _trained_config(tmp_path, "small", text, hidden=24)
+    assert (model["dropout"], model["weight_drop"]) == (SMALL["dropout"], SMALL["weight_drop"])
+    assert any("characters per weight" in m and "--weight-drop 0.1" in m for m in said)
+
+
+def test_a_large_corpus_keeps_the_plain_default_and_a_set_flag_wins(tmp_path):
+    text = "the cat sat on the mat and the dog sat on the log.\n" * 400  # 20,000 characters, ~400 weights
+    model, _ = _trained_config(tmp_path, "large", text, hidden=4)
+    assert (model["dropout"], model["weight_drop"]) == (LMConfig.dropout, LMConfig.weight_drop)
+    model, said = _trained_config(tmp_path, "set", text[:900], hidden=24, dropout=0.05)
+    assert (model["dropout"], model["weight_drop"]) == (0.05, LMConfig.weight_drop)
+    assert not any("characters per weight" in m for m in said)

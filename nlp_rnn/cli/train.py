@@ -13,6 +13,7 @@ from ..configs import DEFAULT_SEED, LM_TRAINING, MT_TRAINING, TrainConfig
 from ..errors import UsageError
 from ..limits import describe
 from ..model_configs import LMConfig as LM, Seq2SeqConfig as MT
+from ..model_configs import SMALL_CORPUS_CHARS_PER_WEIGHT as SMALL_CHARS, SMALL_CORPUS_REGULARISATION as SMALL
 from .common import (DataFiles, Dataset, DatasetConfig, Device, EncodingErrors, Files, Json, MaxLen, Overwrite,
                      PairsFile, Seed, Split, SrcCol, SrcField, SrcFile, TextField, TgtCol, TgtField, TgtFile, Threads,
                      TrainingView, examples, info, metrics_table, out_console, parse_duration, print_json, setup,
@@ -26,6 +27,10 @@ def _opt(*names: str, help: str, limit: str | None = None):
 
 
 # ---------------------------------------------------------------------------------------------- shared options
+
+_BY_CORPUS = (f" Unless either is set: --dropout {SMALL['dropout']} --weight-drop {SMALL['weight_drop']} on fewer than "
+              f"{SMALL_CHARS} training characters per weight (a small corpus overfits), else --dropout {LM.dropout} "
+              f"--weight-drop {LM.weight_drop}; setting one leaves the other at the second pair's value.")
 
 Out = Annotated[Path, _opt("-o", "--out", help="Run directory (checkpoints, log, final model); created with its "
                                               "parents. Must be new, or a run of nlp-rnn's (see --resume, --overwrite).")]
@@ -129,14 +134,14 @@ def train_lm(
     encoding_errors: EncodingErrors = "strict",
     min_freq: Annotated[int, _opt("--min-freq", help="Characters rarer than this become <unk>.", limit="min_freq")] = 1,
     cell: Cell = LM.cell, layers: Layers = LM.layers, hidden: Hidden = LM.hidden, embed: Embed = LM.embed,
-    dropout: Annotated[float, _opt("--dropout", help="Locked dropout on the last layer's output (one mask per "
-                                                    "sequence).", limit="dropout")] = LM.dropout,
+    dropout: Annotated[Optional[float], _opt("--dropout", help="Locked dropout on the last layer's output (one mask "
+                                                              "per sequence)." + _BY_CORPUS, limit="dropout")] = None,
     input_dropout: Annotated[float, _opt("--input-dropout", help="Locked dropout on the embeddings (AWD-LSTM).",
                                          limit="dropout")] = LM.input_dropout,
     layer_dropout: Annotated[float, _opt("--layer-dropout", help="Locked dropout between recurrent layers.",
                                          limit="dropout")] = LM.layer_dropout,
-    weight_drop: Annotated[float, _opt("--weight-drop", help="DropConnect on the hidden-to-hidden weights, one "
-                                                             "mask per batch (AWD-LSTM).", limit="dropout")] = LM.weight_drop,
+    weight_drop: Annotated[Optional[float], _opt("--weight-drop", help="DropConnect on the hidden-to-hidden weights, "
+                                                 "one mask per batch (AWD-LSTM). Default: see --dropout.", limit="dropout")] = None,
     embed_dropout: Annotated[float, _opt("--embed-dropout", help="Share of characters whose embedding is dropped "
                                                                  "for a batch.", limit="dropout")] = LM.embed_dropout,
     tie_weights: Annotated[bool, _opt("--tie-weights", help="Share embedding and output weights "
