@@ -154,6 +154,7 @@ def run_recipe(corpus: Path, name: str, fold: int, k: int, budget: float, out: P
               "chars_per_s": summary["tokens_per_s"], "train_loss_end": _train_loss_tail(run_dir),
               "params": sum(p.numel() for p in loaded.model.parameters()), "cpu_share": round(cpu / max(wall, 1e-9), 2),
               "score_seconds": round(time.monotonic() - start, 1), "model": recipe["model"],
+              "config": loaded.model.config.to_dict(),  # as trained: "auto" shows what it chose
               "train": {**BASE_TRAIN, **recipe.get("train", {})}, "data": {**BASE_DATA, **recipe.get("data", {})},
               "fit_chars": len(fit_text), "val_chars": len(val_text)}
     if "average" in extras:  # the mean of the last three evaluated checkpoints' weights, scored the same way
