@@ -11,6 +11,14 @@ from .errors import UsageError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+# oneDNN and ideep (PyTorch's CPU kernels for bf16 products and the LSTM) each keep up to 1,024 built kernels, one
+# per shape; a translator's batches bring new shapes at almost every step, so a 20-minute training run grew to
+# 4.5 GB (issue #19, BENCHMARKS.md). 16 of each keep the shapes a step repeats, at no measured cost in speed.
+# Both are read when the first kernel is built, so setting them at import is in time; a user's own value wins.
+KERNEL_CACHE = "16"
+for _name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
+    os.environ.setdefault(_name, KERNEL_CACHE)
+
 
 def pick_device(name: str = "auto") -> torch.device:
     """`auto` picks CUDA, then MPS, then CPU."""
