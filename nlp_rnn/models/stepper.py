@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .rnn import quantize_int8
+from .rnn import gru_cell, quantize_int8
 
 INT8_MIN_WEIGHTS = 1 << 18  # batch 1 (benchmarks int8-matvec): 512×1536 int8 32 µs vs fp32 57; 512×69 19 vs 5
 
@@ -111,12 +111,7 @@ class Stepper:
                 h = o_g * torch.tanh(c)
                 new_c.append(c)
             elif self.cell == "gru":
-                gh = self._hh(i, h, None)
-                r_i, z_i, n_i = gi.chunk(3, 1)
-                r_h, z_h, n_h = gh.chunk(3, 1)
-                r, z = torch.sigmoid(r_i + r_h), torch.sigmoid(z_i + z_h)
-                n = torch.tanh(n_i + r * n_h)
-                h = n + z * (h - n)
+                h = gru_cell(gi, self._hh(i, h, None), h)
             else:
                 h = torch.tanh(self._hh(i, h, gi))
             new_h.append(h)
