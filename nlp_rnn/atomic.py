@@ -20,7 +20,8 @@ from .errors import NlpRnnError, UsageError
 MARKER = ".nlp-rnn"  # the file that marks a directory as made by nlp-rnn (a training run)
 # What a model or tokenizer directory holds; a directory of nothing else, with one of these files, is ours.
 OWN_NAMES = {MARKER, "config.json", "model.safetensors", "README.md", "tokenizer", "src_tokenizer",
-             "tgt_tokenizer", "trainer.safetensors", "trainer.json", "tokenizer.json", "spm.model"}
+             "tgt_tokenizer", "trainer.safetensors", "trainer.json", "tokenizer.json", "spm.model",
+             "shortlist.safetensors"}
 
 
 class OutputError(NlpRnnError):

@@ -3,6 +3,7 @@
     config.json          format, format_version, kind (lm|mt|clf), model config, tokenizers, metadata, package version
     model.safetensors    weights only
     tokenizer/           (lm, clf)   or   src_tokenizer/ + tgt_tokenizer/ (mt)
+    shortlist.safetensors  (mt, optional) the lexical shortlist search may restrict the output layer to
     trainer.safetensors  optimizer tensors, RNG state, carried hidden state   } only in resumable
     trainer.json         step, epoch, data position, best score, schedule      } training checkpoints
 
@@ -38,12 +39,15 @@ from .limits import LIMITS
 from .schema import (Anything, Bool, Choice, Fields, Int, ListOf, MapOf, Maybe, Num, Scalar, Str, Tuple, inside, parse_json,
                      read_json, regular_file, show_value, validate)
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
+from .models.shortlist import Shortlist
 from .models.classifier import ClassifierConfig, TextClassifier
 from .tokenizers import load_tokenizer
 
 FORMAT = "nlp-rnn"
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+SHORTLIST_FILE = "shortlist.safetensors"
+MAX_SHORTLIST_ENTRIES = 1 << 24  # candidates per source id × source vocabulary: 64 MB of int32
 TRAINER_TENSORS, TRAINER_JSON = "trainer.safetensors", "trainer.json"
 TOKENIZER_DIRS = {"lm": ("tokenizer",), "mt": ("src_tokenizer", "tgt_tokenizer"), "clf": ("tokenizer",)}
 MODELS = {"lm": (CharLM, LMConfig), "mt": (Seq2Seq, Seq2SeqConfig), "clf": (TextClassifier, ClassifierConfig)}
@@ -224,6 +228,7 @@ class Loaded:
     model: torch.nn.Module
     tokenizers: dict
     meta: dict
+    shortlist: Shortlist | None = None  # translators trained since issue #19
 
     @property
     def tokenizer(self):
@@ -231,7 +236,8 @@ class Loaded:
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, tokenizers: dict, meta: dict | None = None,
-                    trainer_tensors: dict | None = None, trainer_json: dict | None = None) -> Path:
+                    trainer_tensors: dict | None = None, trainer_json: dict | None = None,
+                    shortlist: Shortlist | None = None) -> Path:
     """Write a checkpoint directory atomically: a crash leaves the previous one (if any) untouched."""
     path = Path(path)
     kind = model.kind
@@ -242,6 +248,8 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, tokenizers: dict, 
               "model": model.config.to_dict(), "tokenizers": {n: n for n in names}, "meta": meta or {}}
     with atomic_dir(path) as tmp:
         save_file(_weights(model), str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+        if shortlist is not None:
+            save_file(shortlist.tensors(), str(tmp / SHORTLIST_FILE))
         for n in names:
             (tmp / n).mkdir()
             tokenizers[n].save(tmp / n)
@@ -343,10 +351,32 @@ def load_checkpoint(path: str | Path, kind: str | None = None, device: str | tor
     model = _load_model(path, config)
     tokenizers = {name: _load_tokenizer(path, config, name) for name in TOKENIZER_DIRS[config["kind"]]}
     _check_vocab(path, config, tokenizers)
+    shortlist = _load_shortlist(path, model.config) if (path / SHORTLIST_FILE).exists() else None
     model.to(device).eval()
     if quantize == "int8":
         model = model.quantized()
-    return Loaded(path, config["kind"], model, tokenizers, config.get("meta", {}))
+    return Loaded(path, config["kind"], model, tokenizers, config.get("meta", {}), shortlist)
+
+
+def _load_shortlist(path: Path, model_config) -> Shortlist:
+    """A translator's shortlist: two int32 tensors whose shapes and ids fit the model, checked before use."""
+    f = path / SHORTLIST_FILE
+    if not isinstance(model_config, Seq2SeqConfig):
+        raise CheckpointError(f"{f}: only a translator has a shortlist")
+    header = _safetensors_header(regular_file(path, SHORTLIST_FILE, "shortlist"))
+    shapes = {name: shape for name, (dtype, shape) in header.items() if dtype == "I32"}
+    rows, per = shapes.get("candidates", (0, 0)) if len(shapes.get("candidates", ())) == 2 else (0, 0)
+    frequent = shapes.get("frequent", (0, 0))
+    if set(header) != {"candidates", "frequent"} or len(frequent) != 1 or rows != model_config.src_vocab \
+            or not 1 <= per * rows <= MAX_SHORTLIST_ENTRIES or not 1 <= frequent[0] <= model_config.tgt_vocab:
+        raise CheckpointError(f"{f}: expected int32 tensors candidates ({model_config.src_vocab}, N) and frequent "
+                              f"(M ≤ {model_config.tgt_vocab}), found {dict(header)}")
+    t = load_file(str(f))
+    c, fr = t["candidates"], t["frequent"]
+    if int(c.min()) < -1 or int(c.max()) >= model_config.tgt_vocab or int(fr.min()) < 0 \
+            or int(fr.max()) >= model_config.tgt_vocab:
+        raise CheckpointError(f"{f}: target ids outside the model's vocabulary of {model_config.tgt_vocab}")
+    return Shortlist(c, fr)
 
 
 def _load_model(path: Path, config: dict) -> torch.nn.Module:

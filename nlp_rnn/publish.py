@@ -74,10 +74,11 @@ def publish(run_dir: str | Path, dest: str | Path, recipe: dict, command: list[s
     staging = run_dir / "publish"
     if staging.exists():
         shutil.rmtree(staging)
-    save_checkpoint(staging, loaded.model.half(), loaded.tokenizers, meta)  # fp16 on disk, widened at load
+    # fp16 on disk, widened at load
+    save_checkpoint(staging, loaded.model.half(), loaded.tokenizers, meta, shortlist=loaded.shortlist)
     metrics = measure_test_metrics(staging, recipe)
     meta["test_metrics"] = metrics
-    save_checkpoint(staging, load_checkpoint(staging).model.half(), loaded.tokenizers, meta)
+    save_checkpoint(staging, load_checkpoint(staging).model.half(), loaded.tokenizers, meta, shortlist=loaded.shortlist)
     config = read_config(staging)
     with atomic_dir(Path(dest)) as tmp:
         for item in staging.iterdir():

@@ -292,8 +292,10 @@ class Service:
     def translate(self, lines: Sequence[str], src: str | None = None, tgt: str | None = None,
                   direction: str | None = None, beam: int = 5, n_best: int = 1, length_penalty: float = 0.6,
                   max_len_ratio: float = 2.0, batch_size: int = 32, precision: str = "fp32",
-                  attention: bool = False, on_done: Callable[[int], None] | None = None) -> list[TranslationResult]:
-        """Translate lines (each its own direction unless one is given), in input order."""
+                  attention: bool = False, on_done: Callable[[int], None] | None = None,
+                  shortlist: bool = True) -> list[TranslationResult]:
+        """Translate lines (each its own direction unless one is given), in input order. A translator saved with
+        a shortlist searches over each batch's shortlisted target words unless `shortlist` is False."""
         from .search import translate as search
 
         check_translation(beam, n_best, length_penalty, max_len_ratio, batch_size)
@@ -311,7 +313,8 @@ class Service:
             for j, tr in search(mt.model, src_tok, tgt_tok, [lines[i] for i in index], beam=beam,
                                 batch_size=batch_size, length_penalty=length_penalty, max_len_ratio=max_len_ratio,
                                 n_best=n_best, device=self.device, precision=precision,
-                                fast_decoder=self._fast_decoder(d, precision)):
+                                fast_decoder=self._fast_decoder(d, precision),
+                                shortlist=mt.shortlist if shortlist else None):
                 i = index[j]
                 att = attention_matrix(mt.model, src_tok, tgt_tok, lines[i], tr.text) if attention else None
                 results[i] = TranslationResult(lines[i], tr.text, tr.score, tr.alternatives, tr.truncated, d,

@@ -21,10 +21,11 @@ def model_config(cls, **kwargs):
         raise UsageError(str(e)) from None
 
 
-def saver(model, tokenizers: dict, meta: dict):
-    """The Trainer's save callable: a checkpoint of `model` with these tokenizers and this run's metadata."""
+def saver(model, tokenizers: dict, meta: dict, shortlist=None):
+    """The Trainer's save callable: a checkpoint of `model` with these tokenizers, this run's metadata and, for a
+    translator, its shortlist."""
     def save(path: Path, step_meta: dict, trainer_tensors: dict, trainer_json: dict) -> None:
-        save_checkpoint(path, model, tokenizers, {**meta, **step_meta}, trainer_tensors, trainer_json)
+        save_checkpoint(path, model, tokenizers, {**meta, **step_meta}, trainer_tensors, trainer_json, shortlist)
     return save
 
 

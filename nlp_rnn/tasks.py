@@ -21,6 +21,7 @@ from .evaluate import LN2, lm_nll, mt_scores, summed_nll
 from .limits import check
 from .model_configs import SMALL_CORPUS_REGULARISATION, lm_parameters, lm_regularisation
 from .models import CharLM, LMConfig, Seq2Seq, Seq2SeqConfig
+from .models.shortlist import Shortlist
 from .search import translate_all
 from .task_runs import (check_resume, check_same_data, claim, file_sha256, latest_or_fail, model_config,
                         pairs_sha256, saver)
@@ -163,6 +164,8 @@ def train_lm(text: str | TextSource, val_text: str | TextSource | None, run: Run
 
 # ---------------------------------------------------------------------------------------------- translator
 
+SHORTLIST_PAIRS = 200_000  # a translator's shortlist is counted over at most this many training pairs, spread
+
 class MTTask:
     carries_state = False
 
@@ -278,7 +281,9 @@ def train_mt(pairs: Sequence[tuple[str, str]], val_pairs: Sequence[tuple[str, st
                       run.device, run.shard)
         meta = {**(meta or {}), "task": "mt", "batch_tokens": max_tokens, "train_pairs": len(pairs),
                 "val_pairs": len(val_pairs), "data_sha256": fingerprint}
-        save = saver(model, {"src_tokenizer": src_tok, "tgt_tokenizer": tgt_tok}, meta)
+        step = -(-len(src_ids) // SHORTLIST_PAIRS)  # bounded work and memory on any corpus
+        shortlist = Shortlist.build(src_ids[::step], tgt_ids[::step], src_tok.vocab_size, tgt_tok.vocab_size)
+        save = saver(model, {"src_tokenizer": src_tok, "tgt_tokenizer": tgt_tok}, meta, shortlist)
         trainer = Trainer(model, task, train_config, run, save, rundir)
         if run.resume:
             trainer.resume()

@@ -592,3 +592,37 @@ def test_any_pointer_file_reads_or_is_a_checkpoint_error(run, pointer):
     except CheckpointError:
         return
     assert target is None or run.resolve() in target.parents
+
+
+# ---------------------------------------------------------------------------------------------- shortlists
+
+def _with_shortlist(ck: Path, candidates: torch.Tensor, frequent: torch.Tensor) -> Path:
+    save_file({"candidates": candidates, "frequent": frequent}, str(ck / "shortlist.safetensors"))
+    return ck
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda v: (torch.full((v, 4), v + 5, dtype=torch.int32), torch.arange(3, dtype=torch.int32)),
+     "outside the model's vocabulary"),
+    (lambda v: (torch.zeros((v, 4), dtype=torch.int32), torch.tensor([-3], dtype=torch.int32)),
+     "outside the model's vocabulary"),
+    (lambda v: (torch.zeros((v + 1, 4), dtype=torch.int32), torch.arange(3, dtype=torch.int32)),
+     "expected int32 tensors"),
+    (lambda v: (torch.zeros((v, 4)), torch.arange(3, dtype=torch.int32)), "expected int32 tensors"),
+    (lambda v: (torch.zeros((v, 4), dtype=torch.int32), torch.arange(v + 1, dtype=torch.int32)),
+     "expected int32 tensors"),
+])
+def test_a_bad_shortlist_is_refused_naming_its_file(tmp_path, make, message):
+    ck = _mt_checkpoint(tmp_path)
+    vocab = json.loads((ck / "config.json").read_text())["model"]["src_vocab"]
+    _with_shortlist(ck, *make(vocab))
+    with pytest.raises(CheckpointError, match=message) as e:
+        load_checkpoint(ck)
+    assert "shortlist.safetensors" in str(e.value)
+
+
+def test_a_shortlist_beside_a_language_model_is_refused(tmp_path):
+    ck = _with_shortlist(_lm_checkpoint(tmp_path), torch.zeros((5, 2), dtype=torch.int32),
+                         torch.arange(2, dtype=torch.int32))
+    with pytest.raises(CheckpointError, match="only a translator"):
+        load_checkpoint(ck)

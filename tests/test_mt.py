@@ -164,3 +164,27 @@ def test_int8_translator_still_translates_memorized_pairs(mt_dir, tmp_path):
     res = runner.invoke(app, ["translate", "-m", str(mt_dir), "--input", str(src), "--quantize", "int8"])
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines() == [t for _, t in PAIRS]
+
+
+def test_a_trained_translator_keeps_a_shortlist_that_translate_uses(mt_dir, monkeypatch):
+    """`train mt` saves the lexical shortlist of its training pairs; `translate` searches over it by default and
+    over the whole vocabulary with --full-vocab, with the same output on the pairs it learned."""
+    from nlp_rnn import search
+
+    loaded = load_checkpoint(mt_dir)
+    assert loaded.shortlist is not None
+    src_tok, tgt_tok = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
+    for s, t in PAIRS:  # every target word of a pair is shortlisted for its source
+        allowed = set(loaded.shortlist.for_batch(torch.tensor([src_tok.encode(s)])).tolist())
+        assert set(tgt_tok.encode(t)) <= allowed
+    given = []
+    real = search.translate
+    monkeypatch.setattr(search, "translate", lambda *a, **k: given.append(k.get("shortlist")) or real(*a, **k))
+    outputs = {}
+    for flag in ("--shortlist", "--full-vocab"):
+        done = runner.invoke(app, ["translate", "-m", str(mt_dir), "--beam", "3", flag],
+                             input="".join(s + "\n" for s, _ in PAIRS))
+        assert done.exit_code == 0, done.output
+        outputs[flag] = done.stdout
+    assert given[0] is not None and given[1] is None
+    assert outputs["--shortlist"] == outputs["--full-vocab"] == "".join(t + "\n" for _, t in PAIRS)

@@ -11,8 +11,8 @@ from ..errors import UsageError
 from ..limits import check, describe
 from ..model_configs import DYNAMIC_LR
 from .common import (Beam, Device, EncodingErrors, InferBatch, Json, Lang, LengthPenalty, MaxLenRatio, Model,
-                     Overwrite, Quantize, SearchPrecision, Threads, examples, metrics_table, out_console, print_json,
-                     warn)
+                     Overwrite, Quantize, SearchPrecision, Threads, UseShortlist, examples, metrics_table, out_console,
+                     print_json, warn)
 from .models_cmd import service_for
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a language model (lm), a translator (mt) or "
@@ -83,6 +83,7 @@ def eval_mt(
     output_file: Annotated[Optional[Path], typer.Option("-o", "--output", help="Also write the hypotheses here.")] = None,
     overwrite: Overwrite = False,
     precision: SearchPrecision = "fp32",
+    shortlist: UseShortlist = True,
     encoding_errors: EncodingErrors = "strict",
     as_json: Json = False,
     threads: Threads = None,
@@ -105,7 +106,8 @@ def eval_mt(
         src_lang = max(("en", "es"), key=lambda lang: sum(service.guess_language(s) == lang for s in sources[:50]))
     start = time.perf_counter()
     done = service.translate(sources, src_lang, tgt_lang, beam=beam, length_penalty=length_penalty,
-                             max_len_ratio=max_len_ratio, batch_size=batch_size, precision=precision)
+                             max_len_ratio=max_len_ratio, batch_size=batch_size, precision=precision,
+                             shortlist=shortlist)
     seconds = time.perf_counter() - start
     hyps = [t.text for t in done]
     scores = mt_scores(hyps, [t for _, t in corpus.pairs])

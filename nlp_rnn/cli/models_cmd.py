@@ -12,8 +12,8 @@ import typer
 
 from ..limits import describe
 from .common import (Beam, Device, EncodingErrors, InferBatch, Json, Lang, LengthPenalty, MaxLenRatio, Model,
-                     Overwrite, Quantize, SearchPrecision, Seed, Threads, examples, info, out_console, print_json,
-                     input_lines, setup, state, styled, warn, write_out)
+                     Overwrite, Quantize, SearchPrecision, Seed, Threads, UseShortlist, examples, info, out_console,
+                     print_json, input_lines, setup, state, styled, warn, write_out)
 
 CHUNK_LINES = 1000  # lines of -i/stdin translated (and written) at a time: memory stays bounded
 
@@ -115,6 +115,7 @@ def translate(
                                         + describe("n_best"))] = 1,
     batch_size: InferBatch = 32,
     precision: SearchPrecision = "fp32",
+    shortlist: UseShortlist = True,
     encoding_errors: EncodingErrors = "strict",
     as_json: Json = False,
     threads: Threads = None,
@@ -132,7 +133,7 @@ def translate(
     lines = input_lines(sentence, "a sentence", input_file, output_file, overwrite, encoding_errors)
     service = service_for(model, "mt", threads, device, quantize)
     options = dict(beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_ratio=max_len_ratio,
-                   batch_size=batch_size, precision=precision)
+                   batch_size=batch_size, precision=precision, shortlist=shortlist)
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(atomic_file(output_file)) if output_file is not None else None
