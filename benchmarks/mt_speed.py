@@ -6,6 +6,7 @@ sides take turns on the same batches and each is timed by the CPU time it used (
     python -m benchmarks.mt_speed train --seconds 120     training steps, target tokens per CPU-second, peak RSS
     python -m benchmarks.mt_speed translate --model DIR   greedy / beam-5 sentences per CPU-second, BLEU, batch-1
                                                           beam-5 latency (CPU ms); --precision, --quantize int8
+    python -m benchmarks.mt_speed profile --seconds 30    where a training step's time goes (torch.profiler table)
 
 Run pinned to one core: `taskset -c 1 python -m benchmarks.mt_speed train --threads 1 --baseline /tmp/old --json`.
 """
@@ -121,6 +122,43 @@ def train(args) -> dict:
     return out
 
 
+def profile(args) -> dict:
+    """A few warm training steps under torch.profiler: the operators that take the step's time."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    import nlp_rnn.models as ours
+
+    ids = torch.load(args.cache / "multi30k-ids.pt")
+    src, tgt = ids["src"], ids["tgt"]
+    batches = bucket_batches([len(s) for s in src], [len(t) for t in tgt], args.batch_tokens, seed=0)
+    torch.manual_seed(0)
+    m = ours.Seq2Seq(ours.Seq2SeqConfig(src_vocab=ids["src_vocab"], tgt_vocab=ids["tgt_vocab"],
+                                        **{**PEER_ARCH, **json.loads(args.arch)})).train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    dev = torch.device("cpu")
+
+    def step(i):
+        with runtime.autocast(dev, args.precision):
+            loss, _ = m.loss(collate(src, tgt, batches[i % len(batches)]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+
+    for i in range(3):
+        step(i)
+    n, start = 3, time.perf_counter()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        while time.perf_counter() - start < args.seconds:
+            step(n)
+            n += 1
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+    print(table, file=sys.stderr)
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    top = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:15]
+    return {"steps": n - 3, "self_cpu_share": {e.key: round(e.self_cpu_time_total / total, 3) for e in top}}
+
+
 class _Side:
     """One side of a translation A/B: a loaded model, its tokenizers, and how it translates (with a fast decoder
     built once per loaded model, as a server would, and a shortlist, where that side's code has them)."""
@@ -218,7 +256,7 @@ def translate(args) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.mt_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["prepare", "train", "translate"])
+    p.add_argument("what", choices=["prepare", "train", "translate", "profile"])
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
@@ -237,7 +275,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = {"bench": f"mt_speed {args.what}", "threads": args.threads,
-              **{"prepare": prepare, "train": train, "translate": translate}[args.what](args), "peak_rss_mb": peak_rss_mb(),
+              **{"prepare": prepare, "train": train, "translate": translate, "profile": profile}[args.what](args), "peak_rss_mb": peak_rss_mb(),
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
 
