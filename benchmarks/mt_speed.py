@@ -92,7 +92,7 @@ def train(args) -> dict:
             for p in m.parameters():
                 torch.nn.init.uniform_(p, -0.1, 0.1)
         models[name] = m.train()
-        opts[name] = torch.optim.AdamW(m.parameters(), lr=1e-3)
+        opts[name] = torch.optim.AdamW(m.parameters(), lr=1e-3, fused=args.fused in ("both", name) or None)
     dev = torch.device("cpu")
     cpu = {n: 0.0 for n in models}
     tokens = {n: 0 for n in models}
@@ -113,7 +113,8 @@ def train(args) -> dict:
                 tokens[name] += b.n_tokens
                 losses[name].append(loss.item())
         i += 1
-    out = {"steps": i - 2, "precision": args.precision, "arch": arch, "batch_tokens": args.batch_tokens}
+    out = {"steps": i - 2, "precision": args.precision, "arch": arch, "batch_tokens": args.batch_tokens,
+           "fused_adamw": args.fused}
     for name in models:
         out[f"{name}_tgt_tokens_per_cpu_s"] = round(tokens[name] / cpu[name], 1)
         out[f"{name}_loss_last10"] = round(statistics.mean(losses[name][-10:]), 4)
@@ -263,6 +264,9 @@ def main(argv=None) -> None:
     p.add_argument("--batch-tokens", type=int, default=2048)
     p.add_argument("--arch", default="{}", help="JSON overrides of the model config, e.g. '{\"cell\": \"gru\"}'")
     p.add_argument("--baseline", type=Path, default=None, help="a checkout to compare with (imported beside this one)")
+    p.add_argument("--fused", choices=["none", "new", "both"], default="both",
+                   help="train: which sides step with fused AdamW (as the Trainer does; `new` with --baseline . "
+                        "measures the optimizer alone)")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--cache", type=Path, default=CACHE)
     p.add_argument("--model", type=Path, help="translate: a Multi30k de→en checkpoint")
