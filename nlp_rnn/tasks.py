@@ -166,6 +166,7 @@ def train_lm(text: str | TextSource, val_text: str | TextSource | None, run: Run
 
 SHORTLIST_PAIRS = 200_000  # a translator's shortlist is counted over at most this many training pairs, spread
 
+
 class MTTask:
     carries_state = False
 
