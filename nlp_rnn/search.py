@@ -38,13 +38,19 @@ def _lp(length: int, alpha: float) -> float:
     return ((5 + length) / 6) ** alpha if alpha else 1.0
 
 
-def _restrict(fast_decoder, shortlist, src):
-    """(the batch's shortlisted ids or None, the step function to call)."""
+def _restrict(fast_decoder, shortlist, src, src_len):
+    """(the batch's shortlisted ids or None, each sentence's mask over them or None, the step function to call).
+    The output layer runs over the union of the sentences' shortlists; the mask keeps each sentence to its own,
+    so a sentence translates the same in any batch as alone."""
     if shortlist is None:
-        return None, fast_decoder.step
-    vocab = shortlist.for_batch(src)
+        return None, None, fast_decoder.step
+    words = [shortlist.for_batch(src[row:row + 1, :n]) for row, n in enumerate(src_len.tolist())]  # no padding
+    vocab = torch.unique(torch.cat(words))
+    own = torch.full((src.size(0), vocab.numel()), float("-inf"), device=src.device)
+    for row, ids in enumerate(words):
+        own[row, torch.searchsorted(vocab, ids)] = 0.0
     output = fast_decoder.restricted(vocab)
-    return vocab, lambda y, state, mem: fast_decoder.step(y, state, mem, output)
+    return vocab, own, lambda y, state, mem: fast_decoder.step(y, state, mem, output)
 
 
 @torch.no_grad()
@@ -56,9 +62,10 @@ def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_ratio: float
     with a `shortlist`, over the batch's shortlisted target words only."""
     model.eval()
     fast_decoder = fast_decoder or FastDecoder(model)
-    vocab, step = _restrict(fast_decoder, shortlist, src)
+    vocab, own, step = _restrict(fast_decoder, shortlist, src, src_len)
     mem, state = model.encode(src, src_len)  # oneDNN's sequence kernel: faster than the plain one at any batch
     mem = fast_decoder.prepare(mem)
+    mem.out_bias = own
     B = src.size(0)
     limits = _max_lens(src_len, max_len_ratio, max_len).tolist()
     y = torch.full((B,), BOS, dtype=torch.long, device=src.device)
@@ -100,11 +107,12 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
         raise UsageError(f"--n-best must be between 1 and the beam size ({beam}), not {n_best}")
     model.eval()
     fast_decoder = fast_decoder or FastDecoder(model)
-    vocab, step = _restrict(fast_decoder, shortlist, src)
+    vocab, own, step = _restrict(fast_decoder, shortlist, src, src_len)
     words = None if vocab is None else vocab.tolist()
     K, dev = beam, src.device
     mem, state = model.encode(src, src_len)
     mem = fast_decoder.prepare(mem)
+    mem.out_bias = own
     B = src.size(0)
     limits = _max_lens(src_len, max_len_ratio, max_len).tolist()
     rows = torch.arange(B, device=dev).repeat_interleave(K)

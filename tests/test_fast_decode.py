@@ -136,3 +136,24 @@ def test_search_over_a_shortlist_only_produces_its_words():
                  beam_search(model, b.src, b.src_len, beam=3, max_len_ratio=1.0, fast_decoder=fast,
                              shortlist=shortlist)):
         assert all(set(h.ids) <= set(allowed) for hs in hyps for h in hs)
+
+
+def test_with_a_shortlist_a_sentence_translates_the_same_in_any_batch_as_alone():
+    """Each sentence is scored over its own shortlisted words, not the batch's union: its batch-mates change nothing
+    (a server batches requests together, and each must be answered as if alone)."""
+    model = _model("lstm", "luong")
+    per_source = torch.full((V, 3), -1, dtype=torch.int32)
+    for s in range(V):  # each source id brings three target ids of its own
+        per_source[s] = torch.tensor([(3 * s + k) % (V - 4) + 4 for k in range(3)], dtype=torch.int32)
+    shortlist = Shortlist(per_source, torch.tensor([1, 2, 3], dtype=torch.int32))
+    fast = FastDecoder(model)
+    b = collate(SRC, None, range(len(SRC)))
+    batched = beam_search(model, b.src, b.src_len, beam=3, fast_decoder=fast, shortlist=shortlist)
+    greedy_batched = greedy(model, b.src, b.src_len, fast_decoder=fast, shortlist=shortlist)
+    for i in range(len(SRC)):
+        one = collate(SRC, None, [i])
+        alone = beam_search(model, one.src, one.src_len, beam=3, fast_decoder=fast, shortlist=shortlist)[0]
+        assert [h.ids for h in alone] == [h.ids for h in batched[i]]
+        assert [h.score for h in alone] == pytest.approx([h.score for h in batched[i]], abs=1e-4)
+        g = greedy(model, one.src, one.src_len, fast_decoder=fast, shortlist=shortlist)[0]
+        assert g.ids == greedy_batched[i].ids and g.score == pytest.approx(greedy_batched[i].score, abs=1e-4)

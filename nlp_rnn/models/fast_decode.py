@@ -114,7 +114,7 @@ class FastDecoder:
         ran in bf16 under autocast) and the padding mask as an additive bias."""
         bias = torch.zeros(mem.mask.shape, device=mem.mask.device).masked_fill(~mem.mask, float("-inf"))
         return Memory(mem.enc_out.float(), None if mem.keys is None else mem.keys.float(), mem.mask,
-                      mem.context.float(), bias)
+                      mem.context.float(), bias, mem.out_bias)
 
     def restricted(self, vocab: torch.Tensor) -> "_Product":
         """The output layer over the target ids `vocab` (V',) only (a batch's shortlist), for `step`."""
@@ -175,7 +175,10 @@ class FastDecoder:
         else:
             ctx = feed.float()
         o = torch.tanh(self.combine(torch.cat([x, ctx], 1)).float())
-        logp = torch.log_softmax(output(o).float(), -1)
+        logits = output(o).float()
+        if mem.out_bias is not None:  # each sentence normalised over its own shortlist, whatever its batch
+            logits = logits + mem.out_bias
+        logp = torch.log_softmax(logits, -1)
         h_out = torch.stack(new_h)
         rnn = (h_out, torch.stack(new_c)) if lstm else h_out
         return logp, DecState(rnn, o if self.input_feed else None), weights

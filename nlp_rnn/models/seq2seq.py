@@ -42,10 +42,12 @@ class Memory:
     mask: torch.Tensor          # (B, S), True on real tokens
     context: torch.Tensor       # (B, H), the encoder's final top-layer state
     bias: torch.Tensor | None = None  # (B, S) fp32, 0 on tokens and -inf on padding (`FastDecoder.prepare`)
+    out_bias: torch.Tensor | None = None  # (B, V') 0 on each sentence's own shortlisted words, -inf elsewhere
 
     def select(self, index: torch.Tensor) -> "Memory":
         pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
-        return Memory(pick(self.enc_out), pick(self.keys), pick(self.mask), pick(self.context), pick(self.bias))
+        return Memory(pick(self.enc_out), pick(self.keys), pick(self.mask), pick(self.context), pick(self.bias),
+                      pick(self.out_bias))
 
 
 @dataclass
