@@ -70,7 +70,7 @@ InferBatch = Annotated[int, typer.Option(
     "--batch-size", help="Sentences translated together." + describe("batch_size_infer"))]
 UseShortlist = Annotated[bool, typer.Option(
     "--shortlist/--full-vocab", help="With a translator saved with a lexical shortlist (trained by this version), "
-    "search only the target words likely for the batch's source words: faster, within 0.1 BLEU in our benchmark; "
+    "search only the target words likely for each sentence's source words: faster, BLEU within 0.3 in our benchmarks; "
     "--full-vocab searches the whole vocabulary.")]
 SearchPrecision = Annotated[str, typer.Option(
     "--precision", help="fp32, or bf16 autocast (measured 2-3x slower than fp32 for CPU search).")]
