@@ -118,6 +118,9 @@ def model_card(recipe: dict, config: dict, metrics: dict, command: list[str], ru
             "the project's own `corpora/` only (demonstration quality)")
     cmd = "nlp-rnn " + " ".join(shlex.quote(_rel(a, recipe)) for a in command) + f" -o runs/{recipe['name']}"
     averaged_note = f" Weights: the mean of checkpoints {', '.join(meta['averaged'])}." if meta.get("averaged") else ""
+    shortlist = (" + `shortlist.safetensors` (the target words search considers for each source word, counted over "
+                 "the training pairs; `--full-vocab` turns it off; the metrics above search the whole vocabulary)"
+                 if recipe["kind"] == "mt" else "")
     return f"""# {recipe['name']}: {what}
 
 - **Architecture:** {arch}; {_parameters(config):,} parameters, stored as fp16 (widened to fp32 when loaded).
@@ -130,7 +133,7 @@ def model_card(recipe: dict, config: dict, metrics: dict, command: list[str], ru
 {cmd}
 ```
 
-Format: `config.json` + `model.safetensors` + tokenizer files, loadable without pickle. `tests/test_shipped.py`
+Format: `config.json` + `model.safetensors` + tokenizer files{shortlist}, loadable without pickle. `tests/test_shipped.py`
 recomputes the metric on the project's own test text and fails if it drifts from the value recorded here.
 """
 

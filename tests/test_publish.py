@@ -34,6 +34,7 @@ def test_a_translator_is_published_in_fp16_with_its_metrics_and_card(tmp_path):
     assert len(config["meta"]["averaged"]) == 2
     card = (tmp_path / "ship" / "README.md").read_text()
     assert f"BLEU {metrics['test_bleu']}" in card and "tatoeba.org" in card and "fp16" in card
+    assert shipped.shortlist is not None and "shortlist.safetensors" in card  # the run's shortlist travels with it
     hyp = translate_all(shipped.model, shipped.tokenizers["src_tokenizer"], shipped.tokenizers["tgt_tokenizer"],
                         [PAIRS[0][0]], beam=5)[0].text
     assert hyp  # the fp16 copy still translates
