@@ -92,7 +92,7 @@ DYNAMIC_BPTT = 128  # characters read between two updates of dynamic evaluation
 def _adaptable_copy(model):
     """A copy of the model to adapt while reading: inference mode (no dropout), but the recurrent kernel keeps
     what backward needs, which it does only in training mode."""
-    if not any(p.is_floating_point() for p in model.parameters()):
+    if any(type(m).__module__.startswith("torch.ao.") for m in model.modules()):
         raise ValueError("dynamic evaluation needs a model with float weights (not --quantize int8)")
     adapted = copy.deepcopy(model).eval()
     adapted.rnn.train()
@@ -125,10 +125,8 @@ def lm_metrics(model, tokenizer, text: str | Iterable[str], rows: int = 1, dynam
     `text` may be one string or an iterable of chunks (`corpora.iter_text_chunks(path)`), scored as one stream
     with the state carried across chunks, so a file of any size is scored in bounded memory (rows must be 1).
     `dynamic_lr` > 0: the score of dynamic evaluation at that step size (see `_adapt_windows`)."""
-    if dynamic_lr:
-        text = [text] if isinstance(text, str) else text
-        if rows != 1:
-            raise ValueError("dynamic evaluation reads the text as one stream (rows=1)")
+    if dynamic_lr and isinstance(text, str):
+        text = [text]  # read as a stream, like a file
     if isinstance(text, str):
         ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
         nll, count = lm_nll(model, ids, rows=rows)

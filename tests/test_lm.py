@@ -142,6 +142,12 @@ def test_dynamic_evaluation_predicts_before_it_learns(lm_dir):
     assert lm_metrics(loaded.model, loaded.tokenizer, text, dynamic_lr=0.3)["nats_per_char"] == pytest.approx(static, rel=1e-5)
 
 
+def test_dynamic_evaluation_refuses_an_int8_model(lm_dir):
+    loaded = load_checkpoint(lm_dir, quantize="int8")
+    with pytest.raises(ValueError, match="int8"):
+        lm_metrics(loaded.model, loaded.tokenizer, "the lazy dog", dynamic_lr=0.1)
+
+
 def test_train_lm_cli_writes_a_usable_run(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(LM_TEXT, encoding="utf-8")
