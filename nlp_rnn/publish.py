@@ -112,7 +112,8 @@ def model_card(recipe: dict, config: dict, metrics: dict, command: list[str], ru
             figures.append(f"BLEU {metrics['heldout_bleu']}, chrF {metrics['heldout_chrf']} on the held-out Tatoeba "
                            f"test split ({metrics['heldout_sentences']:,} pairs)")
         figures.append(f"beam {MT_TEST_BEAM}, detokenized sacreBLEU `{metrics['bleu_signature']}`")
-    data = (f"{TATOEBA}, split by `nlp_rnn.tatoeba` (seed 1; pairs sharing a sentence stay on one side; DATA below "
+    data = (f"{TATOEBA}, split by `nlp_rnn.tatoeba` (seed 1; near-duplicate pairs — same words up to case, accents, punctuation, "
+            f"numbers, contractions and recurring names — stay on one side; DATA below "
             f"is the folder `nlp-rnn demo --retrain --data` prepares), plus the project's own `corpora/`"
             if recipe.get("heldout") else
             "the project's own `corpora/` only (demonstration quality)")

@@ -52,10 +52,15 @@ def test_a_language_model_card_reports_keystroke_savings(tmp_path):
 
 
 def test_the_tatoeba_split_keeps_shared_sentences_on_one_side():
-    pairs = [("Go.", "Ve."), ("Go.", "Vete."), ("Run!", "¡Corre!"), ("Run away!", "¡Corre!")] + \
-            [(f"Sentence {i}.", f"Frase {i}.") for i in range(40)]
+    words = "red blue green black white small big old new warm cold early late loud quiet".split()
+    pairs = [("Go.", "Ve."), ("Go.", "Vete."), ("Run!", "¡Corre!"), ("Run away!", "¡Corre!"),
+             ("Tom's tall.", "Tom es alto."), ("Mary is tall!", "María es alta."),   # near-duplicates: name, 's
+             ("I have 3 dogs.", "Tengo 3 perros."), ("I have 12 dogs", "Tengo doce perros.")] + \
+            [(f"The {a} {b} house.", f"La casa {a} {b}.") for a in words for b in words[:3]]
     parts = split_pairs(pairs, seed=3, test=5, dev=5)
     where = {p: name for name, rows in parts.items() for p in rows}
     assert where[("Go.", "Ve.")] == where[("Go.", "Vete.")]
     assert where[("Run!", "¡Corre!")] == where[("Run away!", "¡Corre!")]
-    assert sum(len(v) for v in parts.values()) == len(pairs)
+    assert where[("Tom's tall.", "Tom es alto.")] == where[("Mary is tall!", "María es alta.")]
+    assert where[("I have 3 dogs.", "Tengo 3 perros.")] == where[("I have 12 dogs", "Tengo doce perros.")]
+    assert sum(len(v) for v in parts.values()) == len(pairs) and len(parts["test"]) >= 5 and len(parts["dev"]) >= 5
