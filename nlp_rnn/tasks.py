@@ -251,7 +251,9 @@ def build_mt_tokenizers(pairs: Sequence[tuple[str, str]], plan: TokenizerPlan) -
     if plan.src_dir or plan.tgt_dir:
         if not (plan.src_dir and plan.tgt_dir):
             raise UsageError("give both --src-tokenizer and --tgt-tokenizer, or neither")
-        return load_tokenizer(plan.src_dir), load_tokenizer(plan.tgt_dir)
+        src = load_tokenizer(plan.src_dir)
+        same = Path(plan.src_dir).resolve() == Path(plan.tgt_dir).resolve()
+        return src, (src if same else load_tokenizer(plan.tgt_dir))  # one directory: a joint vocabulary
     options = dict(byte_fallback=plan.fallback(), symbols=PLACEHOLDERS if plan.placeholders else ())
     if plan.joint:
         tok = train_tokenizer([s for s, _ in pairs] + [t for _, t in pairs], plan.kind, plan.vocab_size, **options)
