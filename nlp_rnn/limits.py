@@ -66,6 +66,7 @@ LIMITS: dict[str, Range] = {
     "threads": _int(1, 1024, "1"),
     "nproc": _int(2, 1024, "2"),
     "top": _int(1, 1_000, "3"),
+    "confidence": _real(0, 1, example="0.5"),
     # training
     "lr": _real(0, 10, lo_open=True, example="2e-3"),
     "weight_decay": _real(0, 10, example="0.01"),
