@@ -91,10 +91,15 @@ CORPORA = _corpora_dir()
 
 # The shipped models' training settings. With the Tatoeba pairs (`demo --retrain --data DIR`): the models in
 # checkpoints/. Without them: the same shapes, smaller, on corpora/ alone (demonstration quality, 10 minutes).
-MT_ARGS = ["--tokenizer-type", "unigram", "--vocab-size", "8000", "--cell", "lstm", "--attention", "luong",
-           "--layers", "2", "--hidden", "384", "--embed", "256", "--dropout", "0.3", "--label-smoothing", "0.1",
-           "--batch-tokens", "2048", "--lr", "2e-3", "--eval-every", "1000", "--keep", "4", "--epochs", "6",
-           "--seed", "1", "--threads", "1"]
+MT_SEED = 1
+MT_MODEL = dict(cell="lstm", attention="luong", layers=2, hidden=384, embed=256, dropout=0.3, label_smoothing=0.1)
+MT_AUGMENTATION = dict(names=0.5, spans=True, case=0.1, concat=0.15)  # see augment.py and BENCHMARKS.md
+MT_ARGS = ["--tokenizer-type", "unigram", "--vocab-size", "8000", "--byte-fallback", "--placeholders",
+           "--augment-names", str(MT_AUGMENTATION["names"]), "--augment-case", str(MT_AUGMENTATION["case"]),
+           "--augment-concat", str(MT_AUGMENTATION["concat"]),
+           *[a for k, v in MT_MODEL.items() for a in (f"--{k.replace('_', '-')}", str(v))],
+           "--batch-tokens", "8192", "--lr", "2e-3", "--eval-every", "500", "--keep", "2", "--max-steps", "4000",
+           "--seed", str(MT_SEED)]
 LM_ARGS = ["--cell", "gru", "--layers", "1", "--hidden", "512", "--embed", "64", "--dropout", "0.1",
            "--bptt", "128", "--batch-size", "64", "--eval-every", "500", "--epochs", "4", "--seed", "1",
            "--threads", "1"]

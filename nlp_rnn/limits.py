@@ -66,6 +66,7 @@ LIMITS: dict[str, Range] = {
     "threads": _int(1, 1024, "1"),
     "nproc": _int(2, 1024, "2"),
     "top": _int(1, 1_000, "3"),
+    "confidence": _real(0, 1, example="0.5"),
     # training
     "lr": _real(0, 10, lo_open=True, example="2e-3"),
     "weight_decay": _real(0, 10, example="0.01"),
@@ -90,6 +91,7 @@ LIMITS: dict[str, Range] = {
     "max_len": _int(1, 10_000, "100"),
     "vocab_size": _int(1, 1_000_000, "8000"),
     "character_coverage": _real(0, 1, lo_open=True, example="1.0"),
+    "augment_share": _real(0, 1, example="0.1"),
     "max_tokens": _int(2, 100_000, "400"),
     # model sizes (also the bounds a checkpoint's config.json is held to)
     "hidden": _int(1, 16_384, "512"),

@@ -47,6 +47,8 @@ class TranslationResult:
     direction: str               # "en-es", or the key of a translator given by path
     guessed: bool = False        # the direction came from guessing the source's language
     attention: dict | None = None  # {"source_tokens", "target_tokens", "weights": [[...] per target token]}
+    confidence: float | None = None  # in [0, 1]: how likely the translation is good (translation.Calibration)
+    missing: list = field(default_factory=list)  # protected spans the model lost (put back at the end)
 
 
 @dataclass
@@ -293,11 +295,11 @@ class Service:
                   direction: str | None = None, beam: int = 5, n_best: int = 1, length_penalty: float = 0.6,
                   max_len_ratio: float = 2.0, batch_size: int = 32, precision: str = "fp32",
                   attention: bool = False, on_done: Callable[[int], None] | None = None,
-                  shortlist: bool = True) -> list[TranslationResult]:
-        """Translate lines (each its own direction unless one is given), in input order. A translator saved with
-        a shortlist searches over each batch's shortlisted target words unless `shortlist` is False."""
-        from .search import translate as search
-
+                  shortlist: bool = True, guards: bool = True) -> list[TranslationResult]:
+        """Translate lines (each its own direction unless one is given), in input order. Each line goes through
+        `translation.prepare`/`finish` (capitals, protected spans) and gets a confidence; with `guards`, search
+        never ends empty, repeats itself or loops. A translator saved with a shortlist searches over each
+        batch's shortlisted target words unless `shortlist` is False."""
         check_translation(beam, n_best, length_penalty, max_len_ratio, batch_size)
         if direction is None and len(self.translators) == 1 and not (src or tgt):
             direction = next(iter(self.translators))
@@ -308,21 +310,43 @@ class Service:
         results: list[TranslationResult | None] = [None] * len(lines)
         for d in dict.fromkeys(d for d, _ in plan):
             index = [i for i, (di, _) in enumerate(plan) if di == d]
-            mt = self.translator(d)
-            src_tok, tgt_tok = mt.tokenizers["src_tokenizer"], mt.tokenizers["tgt_tokenizer"]
-            for j, tr in search(mt.model, src_tok, tgt_tok, [lines[i] for i in index], beam=beam,
-                                batch_size=batch_size, length_penalty=length_penalty, max_len_ratio=max_len_ratio,
-                                n_best=n_best, device=self.device, precision=precision,
-                                fast_decoder=self._fast_decoder(d, precision),
-                                shortlist=mt.shortlist if shortlist else None):
+            options = dict(beam=beam, batch_size=batch_size, length_penalty=length_penalty,
+                           max_len_ratio=max_len_ratio, n_best=n_best, precision=precision, shortlist=shortlist,
+                           guards=guards)
+            for j, result in self._translate_one_direction(d, [lines[i] for i in index], options, attention):
                 i = index[j]
-                att = attention_matrix(mt.model, src_tok, tgt_tok, lines[i], tr.text) if attention else None
-                results[i] = TranslationResult(lines[i], tr.text, tr.score, tr.alternatives, tr.truncated, d,
-                                               plan[i][1], att)
+                result.guessed = plan[i][1]
+                results[i] = result
                 if on_done is not None:
                     on_done(i)
             self.last_direction = d
         return results
+
+    def _translate_one_direction(self, d: str, lines: Sequence[str], options: dict,
+                                 attention: bool) -> Iterator[tuple[int, TranslationResult]]:
+        """(position, result) as batches finish: each line prepared, searched, finished and given a confidence."""
+        from .search import translate as search
+        from .tasks import knows_placeholders
+        from .translation import Calibration, features, finish, prepare
+
+        mt = self.translator(d)
+        src_tok, tgt_tok = mt.tokenizers["src_tokenizer"], mt.tokenizers["tgt_tokenizer"]
+        placeholders = bool(mt.meta.get("placeholders")) and knows_placeholders(src_tok)
+        calibration = Calibration.from_dict(mt.meta.get("confidence"))
+        units = [prepare(line.strip(), placeholders) for line in lines]
+        shortlist = mt.shortlist if options.pop("shortlist") else None
+        for j, tr in search(mt.model, src_tok, tgt_tok, [u.text for u in units], device=self.device,
+                            fast_decoder=self._fast_decoder(d, options["precision"]), shortlist=shortlist, **options):
+            unit = units[j]
+            done = finish(unit, tr.text)
+            alternatives = [(finish(unit, text).text, score) for text, score in tr.alternatives]
+            confidence = None
+            if unit.text:
+                x = features(tr.score, len(tgt_tok.encode(tr.text)), len(src_tok.encode(unit.text)), len(done.missing))
+                confidence = round(calibration(x), 4)
+            att = attention_matrix(mt.model, src_tok, tgt_tok, unit.text, tr.text) if attention else None
+            yield j, TranslationResult(lines[j], done.text, tr.score, alternatives, tr.truncated, d, False, att,
+                                       confidence, done.missing)
 
     def generate(self, prompt: str = "", lang: str | None = None, length: int = 300, temperature: float = 0.8,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> Generation:

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from .augment import Augmentation, augment
 from .checkpoint import load_checkpoint
 from .corpora import TextSource
 from .data import LMStream, as_long, bucket_batches, collate, encode_pairs, split_ids, spread_holdout, write_ids
@@ -232,20 +233,40 @@ class TokenizerPlan:
     kind: str = "unigram"
     vocab_size: int = 8000
     joint: bool = False
+    byte_fallback: bool | None = None  # None: on for sentencepiece vocabularies of BYTE_FALLBACK_FROM pieces or more
+    placeholders: bool = False         # ⟦1⟧ … ⟦24⟧ as pieces of their own (see spans.py)
+
+    def fallback(self) -> bool:
+        on = self.vocab_size >= BYTE_FALLBACK_FROM if self.byte_fallback is None else self.byte_fallback
+        return on and self.kind != "char"
+
+
+BYTE_FALLBACK_FROM = 2000  # below this, 256 byte pieces would take too large a share of the vocabulary
 
 
 def build_mt_tokenizers(pairs: Sequence[tuple[str, str]], plan: TokenizerPlan) -> tuple[Tokenizer, Tokenizer]:
+    from .spans import PLACEHOLDERS
     from .tokenizers import load_tokenizer
 
     if plan.src_dir or plan.tgt_dir:
         if not (plan.src_dir and plan.tgt_dir):
             raise UsageError("give both --src-tokenizer and --tgt-tokenizer, or neither")
-        return load_tokenizer(plan.src_dir), load_tokenizer(plan.tgt_dir)
+        src = load_tokenizer(plan.src_dir)
+        same = Path(plan.src_dir).resolve() == Path(plan.tgt_dir).resolve()
+        return src, (src if same else load_tokenizer(plan.tgt_dir))  # one directory: a joint vocabulary
+    options = dict(byte_fallback=plan.fallback(), symbols=PLACEHOLDERS if plan.placeholders else ())
     if plan.joint:
-        tok = train_tokenizer([s for s, _ in pairs] + [t for _, t in pairs], plan.kind, plan.vocab_size)
+        tok = train_tokenizer([s for s, _ in pairs] + [t for _, t in pairs], plan.kind, plan.vocab_size, **options)
         return tok, tok
-    return (train_tokenizer([s for s, _ in pairs], plan.kind, plan.vocab_size),
-            train_tokenizer([t for _, t in pairs], plan.kind, plan.vocab_size))
+    return (train_tokenizer([s for s, _ in pairs], plan.kind, plan.vocab_size, **options),
+            train_tokenizer([t for _, t in pairs], plan.kind, plan.vocab_size, **options))
+
+
+def knows_placeholders(tokenizer: Tokenizer) -> bool:
+    """Whether every placeholder is one piece of `tokenizer` (a translator trained with --placeholders)."""
+    from .spans import PLACEHOLDERS
+
+    return all(len(tokenizer.encode(ph)) <= 2 and tokenizer.unk not in tokenizer.encode(ph) for ph in PLACEHOLDERS)
 
 
 def check_mt_options(model_options: dict, max_tokens: int) -> None:
@@ -257,11 +278,20 @@ def check_mt_options(model_options: dict, max_tokens: int) -> None:
 
 def train_mt(pairs: Sequence[tuple[str, str]], val_pairs: Sequence[tuple[str, str]], run: Run | str | Path,
              model_options: dict, train_config: TrainConfig, tokenizers: TokenizerPlan = TokenizerPlan(),
-             max_tokens: int = 2048, bleu_beam: int = 1, meta: dict | None = None) -> dict:
-    """Train a translator on `pairs`, selecting by greedy BLEU on `val_pairs`; returns the run summary."""
+             max_tokens: int = 2048, bleu_beam: int = 1, meta: dict | None = None,
+             augmentation: Augmentation = Augmentation()) -> dict:
+    """Train a translator on `pairs` (transformed by `augmentation`), selecting by greedy BLEU on `val_pairs`;
+    returns the run summary."""
     run = run if isinstance(run, Run) else Run(run)
     check_mt_options(model_options, max_tokens)
+    if augmentation.spans and not tokenizers.placeholders:
+        raise UsageError("placeholder augmentation needs a vocabulary with placeholders (--placeholders)")
     fingerprint = pairs_sha256(pairs)
+    if augmentation.active:
+        pairs = augment(pairs, augmentation)
+        meta = {**(meta or {}), "augmentation": augmentation.to_dict()}
+    if tokenizers.placeholders:
+        meta = {**(meta or {}), "placeholders": True}
     with claim(run) as rundir:
         if run.resume:
             loaded = load_checkpoint(latest_or_fail(run.dir), kind="mt")
@@ -271,6 +301,10 @@ def train_mt(pairs: Sequence[tuple[str, str]], val_pairs: Sequence[tuple[str, st
             check_same_data(run, loaded.meta, fingerprint)
         else:
             src_tok, tgt_tok = build_mt_tokenizers(pairs, tokenizers)
+            if tokenizers.placeholders and not (knows_placeholders(src_tok) and knows_placeholders(tgt_tok)):
+                raise UsageError("--placeholders: the given tokenizers do not hold the placeholders ⟦1⟧ … ⟦24⟧ as "
+                                 "pieces; train them with `nlp-rnn tokenizer train --placeholders` or let train mt "
+                                 "train them")
             if model_options.get("share_embeddings") and src_tok is not tgt_tok:
                 raise UsageError("--share-embeddings needs a joint vocabulary (--joint-vocab)")
             cfg = model_config(Seq2SeqConfig, src_vocab=src_tok.vocab_size, tgt_vocab=tgt_tok.vocab_size,

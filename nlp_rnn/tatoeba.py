@@ -19,6 +19,7 @@ from .corpora import read_pairs
 SPLIT_SEED = 1
 TEST_PAIRS = 3000
 DEV_PAIRS = 2000
+GLOSSARY_COPIES = 2  # the glossary's ~1,500 entries, twice, beside ~113,000 sentence pairs
 
 
 # Names that recur across Tatoeba's pairs (the ten most frequent people and places shared by both sides); a
@@ -86,11 +87,15 @@ def carve(tsv: str | Path, out_dir: str | Path, seed: int = SPLIT_SEED) -> dict[
 
 def prepare(source: str | Path, work: str | Path, corpora: str | Path) -> dict[str, Path]:
     """Everything the shipped models train on, from the Tatoeba TSV: the split, the translators' training pairs
-    (Tatoeba's training split plus the project's own `corpora/en-es`), and for each language model its
+    (Tatoeba's training split plus the project's own `corpora/en-es`, its glossary twice), and for each language
+    model its
     deduplicated Tatoeba side plus the project's prose, with Tatoeba's dev side to validate on."""
     work, corpora = Path(work), Path(corpora)
     sizes = carve(source, work)
     own = read_pairs(corpora / "en-es" / "train.tsv", 0, 1).pairs
+    glossary = corpora / "en-es" / "glossary.tsv"
+    if glossary.is_file():  # single words and set phrases, which Tatoeba's sentences never show alone
+        own += read_pairs(glossary, 0, 1).pairs * GLOSSARY_COPIES
     train = read_pairs(work / "train.tsv", 0, 1).pairs + own
     (work / "mt-train.tsv").write_text("".join(f"{en}\t{es}\n" for en, es in train), encoding="utf-8")
     out = {"dir": work, "sizes": sizes, "mt_train": work / "mt-train.tsv", "mt_dev": work / "dev.tsv", "mt_test": work / "test.tsv"}

@@ -135,10 +135,13 @@ class SentencePieceTokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, model_type: str = "unigram",
-              character_coverage: float = 1.0) -> "SentencePieceTokenizer":
+              character_coverage: float = 1.0, byte_fallback: bool = False,
+              symbols: Iterable[str] = ()) -> "SentencePieceTokenizer":
         """Train on an iterable of lines (streamed: at most `sample_lines` of them are held). Identity
         normalization keeps detokenization exact; `hard_vocab_limit=False` lets a small corpus yield fewer
-        pieces than asked instead of failing."""
+        pieces than asked instead of failing. With `byte_fallback`, a character outside the vocabulary becomes
+        its UTF-8 bytes (256 pieces) instead of <unk>, so any name can pass through a translator; `symbols` are
+        kept whole as pieces of their own (a translator's placeholders)."""
         import sentencepiece as spm
 
         if model_type not in ("unigram", "bpe"):
@@ -151,15 +154,21 @@ class SentencePieceTokenizer:
         charset: set[str] = set()
         for line in lines:
             charset.update(line)
-        n_chars = len(charset)
-        if vocab_size < n_chars + len(SPECIALS):  # both algorithms keep every character as a piece
-            raise TokenizerError(f"vocabulary size {vocab_size} is smaller than the corpus's {n_chars} characters "
-                                 f"plus {len(SPECIALS)} special tokens; use --vocab-size {n_chars + len(SPECIALS)} or more")
+        symbols = list(symbols)
+        n_chars = len(charset) if not byte_fallback else 0  # bytes stand in for the rare characters
+        needed = n_chars + len(SPECIALS) + len(symbols) + (256 + 64 if byte_fallback else 0)
+        if vocab_size < needed:  # both algorithms keep every character as a piece
+            what = "256 byte pieces, room for characters" if byte_fallback else f"the corpus's {n_chars} characters"
+            raise TokenizerError(f"vocabulary size {vocab_size} is too small for {what} and {len(SPECIALS)} special "
+                                 f"tokens{f' and {len(symbols)} placeholders' if symbols else ''}; use --vocab-size "
+                                 f"{needed} or more")
         buf = io.BytesIO()
         try:
             spm.SentencePieceTrainer.train(
                 sentence_iterator=iter(lines), model_writer=buf, vocab_size=vocab_size, model_type=model_type,
-                character_coverage=character_coverage, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+                character_coverage=min(character_coverage, 0.9999) if byte_fallback else character_coverage,
+                byte_fallback=byte_fallback, **({"user_defined_symbols": symbols} if symbols else {}),
+                pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
                 normalization_rule_name="identity", remove_extra_whitespaces=False, hard_vocab_limit=False,
                 input_sentence_size=2_000_000, shuffle_input_sentence=True, max_sentence_length=1 << 16,
                 minloglevel=2, num_threads=max(1, min(4, os.cpu_count() or 1)))
@@ -189,12 +198,14 @@ class SentencePieceTokenizer:
 
 
 def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int = 8000, min_freq: int = 1,
-                    character_coverage: float = 1.0) -> Tokenizer:
-    """`kind` is char, unigram or bpe."""
+                    character_coverage: float = 1.0, byte_fallback: bool = False,
+                    symbols: Iterable[str] = ()) -> Tokenizer:
+    """`kind` is char, unigram or bpe (`byte_fallback` and `symbols`: sentencepiece only)."""
     if kind == "char":
         return CharTokenizer.build(texts, min_freq=min_freq)
     return SentencePieceTokenizer.train(texts, vocab_size=vocab_size, model_type=kind,
-                                        character_coverage=character_coverage)
+                                        character_coverage=character_coverage, byte_fallback=byte_fallback,
+                                        symbols=symbols)
 
 
 MAX_SPM_BYTES = 64 << 20

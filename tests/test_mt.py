@@ -188,3 +188,45 @@ def test_a_trained_translator_keeps_a_shortlist_that_translate_uses(mt_dir, monk
         outputs[flag] = done.stdout
     assert given[0] is not None and given[1] is None
     assert outputs["--shortlist"] == outputs["--full-vocab"] == "".join(t + "\n" for _, t in PAIRS)
+
+
+class _Pieces:
+    """A fake subword vocabulary: ids 0-3 specials, then the pieces below."""
+
+    kind = "sentencepiece"
+
+    def __init__(self, pieces):
+        self.pieces = ["<pad>", "<unk>", "<s>", "</s>", *pieces]
+        self.vocab_size = len(self.pieces)
+
+    def id_to_piece(self, i):
+        return self.pieces[i]
+
+
+def test_repeat_guard_blocks_empty_repeated_and_looping_hypotheses():
+    from nlp_rnn.search import RepeatGuard
+
+    tok = _Pieces(["▁Tom", "▁likes", "▁movie", "s", "▁very", "▁and", "▁I", "▁wait", "▁in", "▁the", "▁kitchen", "."])
+    T, LIKES, MOVIE, S, VERY, AND, I, WAIT, IN, THE, KITCHEN, DOT = range(4, 16)
+    guard = RepeatGuard(tok, tok, [[T, LIKES, MOVIE, S], [VERY, VERY, MOVIE]])
+    assert not guard.allows(0, [], 3)                                     # no empty translation
+    assert guard.allows(0, [T, LIKES, MOVIE], S)                          # inside a word: nothing to check
+    assert not guard.allows(0, [T, LIKES, MOVIE, S, MOVIE, S], 3)        # "movies movies" then the end
+    assert not guard.allows(0, [T, LIKES, MOVIE, S, MOVIE, S], AND)
+    assert guard.allows(0, [T, LIKES, MOVIE, S], AND)
+    assert guard.allows(1, [VERY, VERY], MOVIE)                           # the source repeats "very" itself
+    loop = [I, WAIT, IN, THE, KITCHEN, AND, I, WAIT, IN, THE]
+    assert guard.allows(0, loop[:-1], THE) and not guard.allows(0, loop, KITCHEN)  # 4 words written again
+
+
+def test_guarded_search_matches_plain_search_where_no_guard_fires(half_trained):
+    st, tt = half_trained.tokenizers["src_tokenizer"], half_trained.tokenizers["tgt_tokenizer"]
+    sources = [s for s, _ in PAIRS]
+    for beam in (1, 4):
+        plain = translate_all(half_trained.model, st, tt, sources, beam=beam)
+        guarded = translate_all(half_trained.model, st, tt, sources, beam=beam, guards=True)
+        for p, g in zip(plain, guarded):
+            words = g.text.split()
+            assert g.text.strip() and not any(a == b for a, b in zip(words, words[1:]))
+            if p.text.strip() and not any(a == b for a, b in zip(p.text.split(), p.text.split()[1:])):
+                assert p.text == g.text

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..limits import describe
+from ..limits import check, describe
 from .common import (Beam, Device, EncodingErrors, InferBatch, Json, Lang, LengthPenalty, MaxLenRatio, Model,
                      Overwrite, Quantize, SearchPrecision, Seed, Threads, UseShortlist, examples, info, out_console,
                      print_json, input_lines, setup, state, styled, warn, write_out)
@@ -48,7 +48,6 @@ def generate(
     quantize: Quantize = "none",
 ):
     """Generate text with a character language model, streaming it as it is produced."""
-    from ..limits import check
 
     check("samples", samples)
     service = service_for(model, "lm", threads, device, quantize)
@@ -116,6 +115,9 @@ def translate(
     batch_size: InferBatch = 32,
     precision: SearchPrecision = "fp32",
     shortlist: UseShortlist = True,
+    min_confidence: Annotated[float, typer.Option(
+        "--min-confidence", help="Warn (on stderr, with its line number) about every translation whose confidence "
+                                 "is below this, 0-1 (0: never).")] = 0.0,
     encoding_errors: EncodingErrors = "strict",
     as_json: Json = False,
     threads: Threads = None,
@@ -130,6 +132,7 @@ def translate(
     from ..service import check_translation
 
     check_translation(beam, n_best, length_penalty, max_len_ratio, batch_size)
+    check("confidence", min_confidence, "--min-confidence")
     lines = input_lines(sentence, "a sentence", input_file, output_file, overwrite, encoding_errors)
     service = service_for(model, "mt", threads, device, quantize)
     options = dict(beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_ratio=max_len_ratio,
@@ -138,7 +141,8 @@ def translate(
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(atomic_file(output_file)) if output_file is not None else None
         count, results = _translate_chunks(service, lines, src_lang, tgt_lang, options, str(input_file or "input"),
-                                           as_json, out, progress=input_file is not None)
+                                           as_json, out, progress=input_file is not None,
+                                           min_confidence=min_confidence)
         if as_json:
             payload = {"translations": [_translation_json(t, n_best) for t in results], "sentences": count,
                        "seconds": round(time.perf_counter() - start, 3)}
@@ -151,7 +155,7 @@ def translate(
 
 
 def _translate_chunks(service, lines, src_lang, tgt_lang, options: dict, where: str, as_json: bool, out,
-                      progress: bool) -> tuple[int, list]:
+                      progress: bool, min_confidence: float = 0.0) -> tuple[int, list]:
     """Translate CHUNK_LINES lines at a time, writing each chunk's output before reading the next."""
     from ..search import MAX_SRC_TOKENS
 
@@ -162,6 +166,10 @@ def _translate_chunks(service, lines, src_lang, tgt_lang, options: dict, where: 
             if tr.truncated:
                 warn(f"{where}:{count + j + 1}: very long line, its source was cut to the first {MAX_SRC_TOKENS} "
                      "tokens")
+            if tr.missing:
+                warn(f"{where}:{count + j + 1}: the translation lost {', '.join(tr.missing)}; put back at its end")
+            if min_confidence and tr.confidence is not None and tr.confidence < min_confidence:
+                warn(f"{where}:{count + j + 1}: low confidence {tr.confidence:.2f}: {tr.text}")
         if as_json:
             results.extend(done)
         else:
@@ -179,7 +187,10 @@ def _render_translations(done, n_best: int, first: int) -> str:
 
 
 def _translation_json(t, n_best: int) -> dict:
-    out = {"source": t.source, "translation": t.text, "score": round(t.score, 4), "direction": t.direction}
+    out = {"source": t.source, "translation": t.text, "score": round(t.score, 4), "direction": t.direction,
+           "confidence": t.confidence}
+    if t.missing:
+        out["missing_spans"] = t.missing
     if n_best > 1:
         out["n_best"] = [{"text": a, "score": round(b, 4)} for a, b in t.alternatives]
     return out

@@ -209,6 +209,19 @@ def train_mt(
     vocab_size: Annotated[int, _opt("--vocab-size", help="Vocabulary size of each trained tokenizer.",
                                     limit="vocab_size")] = 8000,
     joint_vocab: Annotated[bool, _opt("--joint-vocab", help="One vocabulary for both sides.")] = False,
+    byte_fallback: Annotated[Optional[bool], _opt("--byte-fallback/--no-byte-fallback", help="Characters outside a "
+                             "trained sentencepiece vocabulary become their UTF-8 bytes instead of <unk>, so any name "
+                             "can be copied (default: on from 2,000 pieces).")] = None,
+    placeholders: Annotated[bool, _opt("--placeholders", help="Protected spans (numbers, URLs, e-mails, codes…) "
+                            "are copied as placeholders ⟦1⟧…⟦24⟧: the vocabularies get them as pieces and pairs "
+                            "sharing a span train with one (translation puts the spans back exactly).")] = False,
+    augment_names: Annotated[float, _opt("--augment-names", help="Share of the pairs sharing a name (Tom…Tom) that "
+                             "get names drawn from many languages instead.", limit="augment_share")] = 0.0,
+    augment_case: Annotated[float, _opt("--augment-case", help="Share of pairs turned lower case, ALL CAPS or "
+                            "lower-first on both sides.", limit="augment_share")] = 0.0,
+    augment_concat: Annotated[float, _opt("--augment-concat", help="Extra examples, as a share of the pairs, of 2-4 "
+                              "pairs joined into one line (long and multi-sentence input).",
+                              limit="augment_share")] = 0.0,
     share_embeddings: Annotated[bool, _opt("--share-embeddings", help="One embedding table for both sides "
                                                                       "(needs --joint-vocab).")] = MT.share_embeddings,
     tie_output: Annotated[bool, _opt("--tie-output", help="The output layer shares the target embedding "
@@ -250,6 +263,9 @@ def train_mt(
                          layers=layers, hidden=hidden, embed=embed, dropout=dropout, label_smoothing=label_smoothing,
                          share_embeddings=share_embeddings, tie_output=tie_output)
     tasks.check_mt_options(model_options, batch_tokens)
+    from ..augment import Augmentation
+
+    augmentation = Augmentation(augment_names, placeholders, augment_case, augment_concat, seed=seed).check()
     shard, ddp_wrap, is_main = _distributed(distributed, nproc, dev)
     src_field, tgt_field = src_field or src_lang, tgt_field or tgt_lang
     path = lambda p: str(p) if p else None  # noqa: E731
@@ -264,11 +280,12 @@ def train_mt(
     dropped = ", ".join(f"{n} {why}" for why, n in corpus.stats.dropped.items())
     info(f"training on {len(train_pairs):,} pairs{f' ({dropped} dropped)' if dropped else ''}, "
          f"validating on {len(held):,} ({dev.type})")
-    plan = tasks.TokenizerPlan(path(src_tokenizer), path(tgt_tokenizer), tokenizer_type, vocab_size, joint_vocab)
+    plan = tasks.TokenizerPlan(path(src_tokenizer), path(tgt_tokenizer), tokenizer_type, vocab_size, joint_vocab,
+                               byte_fallback, placeholders)
     with TrainingView("tgt tokens") as view:
         run = Run(out, dev, resume, overwrite, new_data, view, shard, ddp_wrap)
         summary = tasks.train_mt(train_pairs, held, run, model_options, cfg, plan, max_tokens=batch_tokens,
-                                 meta={"src_lang": src_lang, "tgt_lang": tgt_lang})
+                                 meta={"src_lang": src_lang, "tgt_lang": tgt_lang}, augmentation=augmentation)
     if is_main:
         _finish(summary, out, plot, as_json, "translator training")
 
