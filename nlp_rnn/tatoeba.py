@@ -19,7 +19,6 @@ from .corpora import read_pairs
 SPLIT_SEED = 1
 TEST_PAIRS = 3000
 DEV_PAIRS = 2000
-GLOSSARY_COPIES = 2  # the glossary's ~1,500 entries, twice, beside ~113,000 sentence pairs
 
 
 # Names that recur across Tatoeba's pairs (the ten most frequent people and places shared by both sides); a
@@ -87,15 +86,16 @@ def carve(tsv: str | Path, out_dir: str | Path, seed: int = SPLIT_SEED) -> dict[
 
 def prepare(source: str | Path, work: str | Path, corpora: str | Path) -> dict[str, Path]:
     """Everything the shipped models train on, from the Tatoeba TSV: the split, the translators' training pairs
-    (Tatoeba's training split plus the project's own `corpora/en-es`, its glossary twice), and for each language
+    (Tatoeba's training split plus the project's own `corpora/en-es`, its glossary also capitalised), and for each language
     model its
     deduplicated Tatoeba side plus the project's prose, with Tatoeba's dev side to validate on."""
     work, corpora = Path(work), Path(corpora)
     sizes = carve(source, work)
     own = read_pairs(corpora / "en-es" / "train.tsv", 0, 1).pairs
     glossary = corpora / "en-es" / "glossary.tsv"
-    if glossary.is_file():  # single words and set phrases, which Tatoeba's sentences never show alone
-        own += read_pairs(glossary, 0, 1).pairs * GLOSSARY_COPIES
+    if glossary.is_file():  # single words and set phrases, which Tatoeba's sentences never show alone: as written
+        entries = read_pairs(glossary, 0, 1).pairs  # and with a capital, as a word typed on its own often has
+        own += entries + [(_capital(en), _capital(es)) for en, es in entries]
     train = read_pairs(work / "train.tsv", 0, 1).pairs + own
     (work / "mt-train.tsv").write_text("".join(f"{en}\t{es}\n" for en, es in train), encoding="utf-8")
     out = {"dir": work, "sizes": sizes, "mt_train": work / "mt-train.tsv", "mt_dev": work / "dev.tsv", "mt_test": work / "test.tsv"}
@@ -111,6 +111,11 @@ def prepare(source: str | Path, work: str | Path, corpora: str | Path) -> dict[s
             out[f"lm_{lang}_{name}"] = work / f"lm-{lang}-{name}.txt"
         out[f"lm_{lang}_train"] = work / f"lm-{lang}-train.txt"
     return out
+
+
+def _capital(text: str) -> str:
+    i = next((i for i, ch in enumerate(text) if ch.isalpha()), None)
+    return text if i is None else text[:i] + text[i].upper() + text[i + 1:]
 
 
 def find_tsv(data_dir: str | Path) -> Path:
