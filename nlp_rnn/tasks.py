@@ -262,6 +262,20 @@ def build_mt_tokenizers(pairs: Sequence[tuple[str, str]], plan: TokenizerPlan) -
             train_tokenizer([t for _, t in pairs], plan.kind, plan.vocab_size, **options))
 
 
+def _start_from(init, plan: TokenizerPlan):
+    """(model, src tokenizer, tgt tokenizer) of the translator in `init`, its vocabularies grown as `plan` asks."""
+    from .spans import PLACEHOLDERS
+
+    loaded = load_checkpoint(init, kind="mt")
+    toks = [loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]]
+    if plan.placeholders or plan.byte_fallback:
+        if any(t.kind != "sentencepiece" for t in toks):
+            raise UsageError(f"--init-from {init}: placeholders and byte fallback need sentencepiece vocabularies")
+        grown = {id(t): t.extended(PLACEHOLDERS if plan.placeholders else (), bool(plan.byte_fallback)) for t in toks}
+        toks = [grown[id(t)] for t in toks]  # a joint vocabulary stays one
+    return loaded.model.grown(toks[0].vocab_size, toks[1].vocab_size), toks[0], toks[1]
+
+
 def knows_placeholders(tokenizer: Tokenizer) -> bool:
     """Whether every placeholder is one piece of `tokenizer` (a translator trained with --placeholders)."""
     from .spans import PLACEHOLDERS
@@ -279,9 +293,11 @@ def check_mt_options(model_options: dict, max_tokens: int) -> None:
 def train_mt(pairs: Sequence[tuple[str, str]], val_pairs: Sequence[tuple[str, str]], run: Run | str | Path,
              model_options: dict, train_config: TrainConfig, tokenizers: TokenizerPlan = TokenizerPlan(),
              max_tokens: int = 2048, bleu_beam: int = 1, meta: dict | None = None,
-             augmentation: Augmentation = Augmentation()) -> dict:
+             augmentation: Augmentation = Augmentation(), init: str | Path | None = None) -> dict:
     """Train a translator on `pairs` (transformed by `augmentation`), selecting by greedy BLEU on `val_pairs`;
-    returns the run summary."""
+    returns the run summary. With `init`, training starts from that translator: its architecture, weights and
+    vocabularies (grown by the placeholders and byte pieces `tokenizers` asks for); `model_options` are not
+    used."""
     run = run if isinstance(run, Run) else Run(run)
     check_mt_options(model_options, max_tokens)
     if augmentation.spans and not tokenizers.placeholders:
@@ -299,6 +315,10 @@ def train_mt(pairs: Sequence[tuple[str, str]], val_pairs: Sequence[tuple[str, st
             cfg = loaded.model.config
             check_resume(run, loaded, model_options, {"batch_tokens": max_tokens})
             check_same_data(run, loaded.meta, fingerprint)
+        elif init is not None:
+            start, src_tok, tgt_tok = _start_from(init, tokenizers)
+            cfg = start.config
+            meta = {**(meta or {}), "init_from": str(init)}
         else:
             src_tok, tgt_tok = build_mt_tokenizers(pairs, tokenizers)
             if tokenizers.placeholders and not (knows_placeholders(src_tok) and knows_placeholders(tgt_tok)):
@@ -310,7 +330,7 @@ def train_mt(pairs: Sequence[tuple[str, str]], val_pairs: Sequence[tuple[str, st
             cfg = model_config(Seq2SeqConfig, src_vocab=src_tok.vocab_size, tgt_vocab=tgt_tok.vocab_size,
                                 **model_options)
         torch.manual_seed(train_config.seed)
-        model = Seq2Seq(cfg).to(run.device)
+        model = start.to(run.device) if init is not None and not run.resume else Seq2Seq(cfg).to(run.device)
         src_ids, tgt_ids = encode_pairs(pairs, src_tok, tgt_tok)
         task = MTTask(src_ids, tgt_ids, val_pairs, src_tok, tgt_tok, max_tokens, train_config.seed, bleu_beam,
                       run.device, run.shard)

@@ -181,6 +181,22 @@ class SentencePieceTokenizer:
     def vocab_size(self) -> int:
         return self.sp.get_piece_size()
 
+    def extended(self, symbols: Iterable[str] = (), byte_fallback: bool = False) -> "SentencePieceTokenizer":
+        """This vocabulary with `symbols` (whole pieces of their own) and, with `byte_fallback`, the 256 byte
+        pieces added at the end: every existing id keeps its meaning and ordinary text its segmentation, so a
+        model trained on it can grow its embeddings by the new rows and go on training (`train mt --init-from`)."""
+        have = {self.sp.id_to_piece(i) for i in range(self.vocab_size)}
+        new = [(p, _USER_DEFINED) for p in symbols if p not in have]
+        if byte_fallback and "<0x00>" not in have:
+            new += [(f"<0x{b:02X}>", _BYTE) for b in range(256)]
+        if not new:
+            return self
+        proto = self.model_proto + b"".join(_field(1, _field(1, p.encode()) + b"\x15\x00\x00\x00\x00" +
+                                                        _varint_field(3, kind)) for p, kind in new)
+        if byte_fallback:
+            proto += _field(2, _varint_field(35, 1))  # trainer_spec.byte_fallback = true (a message merges)
+        return SentencePieceTokenizer(proto)
+
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(normalize(text))
 
@@ -195,6 +211,28 @@ class SentencePieceTokenizer:
         directory = Path(directory)
         (directory / SPM_FILE).write_bytes(self.model_proto)
         _write_json(directory / TOKENIZER_FILE, {"kind": "sentencepiece", "model": SPM_FILE})
+
+
+# Protocol-buffer wire format, enough to append pieces to a sentencepiece ModelProto (repeated field 1:
+# SentencePiece{1: piece, 2: score, 3: type}) without a protobuf dependency
+_USER_DEFINED, _BYTE = 4, 6
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint_field(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
 
 
 def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int = 8000, min_freq: int = 1,

@@ -212,6 +212,9 @@ def train_mt(
     byte_fallback: Annotated[Optional[bool], _opt("--byte-fallback/--no-byte-fallback", help="Characters outside a "
                              "trained sentencepiece vocabulary become their UTF-8 bytes instead of <unk>, so any name "
                              "can be copied (default: on from 2,000 pieces).")] = None,
+    init_from: Annotated[Optional[Path], _opt("--init-from", help="Start from this translator (a model or run "
+                         "directory): its architecture, weights and vocabularies, grown by --placeholders and "
+                         "--byte-fallback when asked; the model-shape flags are then not used.")] = None,
     placeholders: Annotated[bool, _opt("--placeholders", help="Protected spans (numbers, URLs, e-mails, codes…) "
                             "are copied as placeholders ⟦1⟧…⟦24⟧: the vocabularies get them as pieces and pairs "
                             "sharing a span train with one (translation puts the spans back exactly).")] = False,
@@ -285,7 +288,8 @@ def train_mt(
     with TrainingView("tgt tokens") as view:
         run = Run(out, dev, resume, overwrite, new_data, view, shard, ddp_wrap)
         summary = tasks.train_mt(train_pairs, held, run, model_options, cfg, plan, max_tokens=batch_tokens,
-                                 meta={"src_lang": src_lang, "tgt_lang": tgt_lang}, augmentation=augmentation)
+                                 meta={"src_lang": src_lang, "tgt_lang": tgt_lang}, augmentation=augmentation,
+                                 init=path(init_from))
     if is_main:
         _finish(summary, out, plot, as_json, "translator training")
 

@@ -20,6 +20,8 @@ Search runs faster through `models.fast_decode.FastDecoder`, which the search co
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import torch
@@ -238,6 +240,26 @@ class Seq2Seq(nn.Module):
                     state_dict[prefix + new + rest] = state_dict.pop(key)
                     break
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def grown(self, src_vocab: int, tgt_vocab: int) -> "Seq2Seq":
+        """A copy with room for `src_vocab`/`tgt_vocab` ids (at least today's): the old ids keep their rows; new
+        embedding rows start as in `reset_parameters`, new output rows with the smallest bias the layer has, so
+        a grown vocabulary's new pieces start unlikely and the translations do not change before training."""
+        c = self.config
+        if src_vocab < c.src_vocab or tgt_vocab < c.tgt_vocab:
+            raise ValueError("a vocabulary can only grow")
+        grown = Seq2Seq(dataclasses.replace(c, src_vocab=src_vocab, tgt_vocab=tgt_vocab)).to(
+            next(self.parameters()).device)
+        new = grown.state_dict()
+        for key, old in self.state_dict().items():
+            if new[key].shape != old.shape:  # embeddings and the output layer: copy the rows that exist
+                new[key][: old.size(0)] = old
+                if key == "generator.bias":
+                    new[key][old.size(0):] = old.min()
+            else:
+                new[key] = old
+        grown.load_state_dict(new)
+        return grown
 
     # ---------------------------------------------------------------- encoder side
     def quantized(self) -> "Seq2Seq":
