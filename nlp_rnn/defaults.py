@@ -92,14 +92,19 @@ CORPORA = _corpora_dir()
 # The shipped models' training settings. With the Tatoeba pairs (`demo --retrain --data DIR`): the models in
 # checkpoints/. Without them: the same shapes, smaller, on corpora/ alone (demonstration quality, 10 minutes).
 MT_SEED = 1
-MT_MODEL = dict(cell="lstm", attention="luong", layers=2, hidden=384, embed=256, dropout=0.3, label_smoothing=0.1)
-MT_AUGMENTATION = dict(names=0.5, spans=True, case=0.1, concat=0.15)  # see augment.py and BENCHMARKS.md
-MT_ARGS = ["--tokenizer-type", "unigram", "--vocab-size", "8000", "--byte-fallback", "--placeholders",
+# The translators train in two stages. The base: a plain translator, 6 epochs on the pairs as they are.
+MT_BASE_ARGS = ["--tokenizer-type", "unigram", "--vocab-size", "8000", "--cell", "lstm", "--attention", "luong",
+                "--layers", "2", "--hidden", "384", "--embed", "256", "--dropout", "0.3", "--label-smoothing", "0.1",
+                "--batch-tokens", "2048", "--lr", "2e-3", "--eval-every", "1000", "--keep", "4", "--epochs", "6",
+                "--seed", str(MT_SEED), "--threads", "1"]
+# Then 2 epochs more on augmented pairs (augment.py), its vocabularies grown by placeholders and byte pieces:
+# it learns to copy names and protected spans, to read any letter case and several sentences at once.
+MT_AUGMENTATION = dict(names=0.5, spans=True, case=0.1, concat=0.15)
+MT_ARGS = ["--init-from", "RUN:base", "--byte-fallback", "--placeholders",
            "--augment-names", str(MT_AUGMENTATION["names"]), "--augment-case", str(MT_AUGMENTATION["case"]),
-           "--augment-concat", str(MT_AUGMENTATION["concat"]),
-           *[a for k, v in MT_MODEL.items() for a in (f"--{k.replace('_', '-')}", str(v))],
-           "--batch-tokens", "8192", "--lr", "2e-3", "--eval-every", "500", "--keep", "2", "--max-steps", "4000",
-           "--seed", str(MT_SEED)]
+           "--augment-concat", str(MT_AUGMENTATION["concat"]), "--batch-tokens", "2048", "--lr", "1e-3",
+           "--warmup", "200", "--epochs", "2", "--eval-every", "500", "--keep", "2", "--seed", str(MT_SEED),
+           "--threads", "1"]
 LM_ARGS = ["--cell", "gru", "--layers", "1", "--hidden", "512", "--embed", "64", "--dropout", "0.1",
            "--bptt", "128", "--batch-size", "64", "--eval-every", "500", "--epochs", "4", "--seed", "1",
            "--threads", "1"]
@@ -130,9 +135,13 @@ def recipes(corpora: Path | None = None, data: dict | None = None) -> list[dict]
     for src, tgt in MT_DIRECTIONS:
         cols = ["--src-col", "1", "--tgt-col", "0"] if src == "es" else []
         pairs, val = (data["mt_train"], data["mt_dev"]) if data else (c / "en-es" / "train.tsv", c / "en-es" / "dev.tsv")
-        out.append({"name": f"mt-{src}-{tgt}", "kind": "mt", "src": src, "tgt": tgt, "test": own_pairs,
+        name = f"mt-{src}-{tgt}"
+        common = ["train", "mt", "--pairs", str(pairs), "--val-pairs", str(val), *cols, "--src-lang", src,
+                  "--tgt-lang", tgt]
+        stages = [{"name": f"{name}-base", "args": [*common, *MT_BASE_ARGS]}] if data else []
+        args = [*common, *[a.replace("RUN:base", f"RUN:{name}-base") for a in MT_ARGS]] if data else \
+            [*common, *OFFLINE_MT_ARGS]
+        out.append({"name": name, "kind": "mt", "src": src, "tgt": tgt, "test": own_pairs,
                     "heldout": str(data["mt_test"]) if data else None, "average": AVERAGE_LAST if data else 0,
-                    **prepared,
-                    "args": ["train", "mt", "--pairs", str(pairs), "--val-pairs", str(val), *cols, "--src-lang", src,
-                             "--tgt-lang", tgt, *(MT_ARGS if data else OFFLINE_MT_ARGS)]})
+                    **prepared, "stages": stages, "args": args})
     return out

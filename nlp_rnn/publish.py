@@ -112,12 +112,20 @@ def model_card(recipe: dict, config: dict, metrics: dict, command: list[str], ru
             figures.append(f"BLEU {metrics['heldout_bleu']}, chrF {metrics['heldout_chrf']} on the held-out Tatoeba "
                            f"test split ({metrics['heldout_sentences']:,} pairs)")
         figures.append(f"beam {MT_TEST_BEAM}, detokenized sacreBLEU `{metrics['bleu_signature']}`")
-    data = (f"{TATOEBA}, split by `nlp_rnn.tatoeba` (seed 1; near-duplicate pairs — same words up to case, accents, punctuation, "
-            f"numbers, contractions and recurring names — stay on one side; DATA below "
-            f"is the folder `nlp-rnn demo --retrain --data` prepares), plus the project's own `corpora/`"
+    data = (f"{TATOEBA}, split by `nlp_rnn.tatoeba` (seed 1; pairs sharing a sentence stay on one side, and held-out "
+            f"pairs with a near-duplicate in training — the same words up to case, accents, punctuation, numbers, "
+            f"contractions and recurring names — move to training; DATA below is the folder `nlp-rnn demo --retrain "
+            f"--data` prepares), plus the project's own `corpora/`"
             if recipe.get("heldout") else
             "the project's own `corpora/` only (demonstration quality)")
-    cmd = "nlp-rnn " + " ".join(shlex.quote(_rel(a, recipe)) for a in command) + f" -o runs/{recipe['name']}"
+    stages = [*recipe.get("stages", []), {"name": recipe["name"], "args": command}]
+    cmd = "\n".join("nlp-rnn " + " ".join(shlex.quote(_rel(_run(a), recipe)) for a in st["args"]) +
+                    f" -o runs/{st['name']}" for st in stages)
+    notes = "".join(f"- **{title}:** {text}\n" for title, text in recipe.get("notes", {}).items())
+    robust = meta.get("robustness")
+    if robust:
+        notes += "- **Robustness** (`python -m benchmarks.mt_robust`, beam 5, the project's own test material): " + \
+                 "; ".join(f"{k} {v}" for k, v in robust.items()) + ".\n"
     averaged_note = f" Weights: the mean of checkpoints {', '.join(meta['averaged'])}." if meta.get("averaged") else ""
     shortlist = (" + `shortlist.safetensors` (the target words search considers for each source word, counted over "
                  "the training pairs; `--full-vocab` turns it off; the metrics above search the whole vocabulary)"
@@ -128,7 +136,7 @@ def model_card(recipe: dict, config: dict, metrics: dict, command: list[str], ru
 - **Data:** {data}.
 - **Test metrics:** {'; '.join(figures)}.
 - **Training:** {summary}.{averaged_note}
-- **Trained by** (`nlp-rnn demo --retrain{' --data DIR' if recipe.get('heldout') else ''}` runs the same recipe):
+{notes}- **Trained by** (`nlp-rnn demo --retrain{' --data DIR' if recipe.get('heldout') else ''}` runs the same recipe):
 
 ```
 {cmd}
@@ -150,6 +158,11 @@ def _summary(run_dir: Path) -> str:
     return (f"{s['steps']:,} steps ({s['epochs']:.1f} epochs) in {s['seconds'] / 60:,.0f} minutes on this project's "
             f"2-core CPU machine, stopped by {s['stop_reason']}; the best validation checkpoint "
             f"({best.name if best else 'the last'}) was kept")
+
+
+def _run(arg: str) -> str:
+    """A recipe's reference to an earlier stage's run (RUN:name) as the card shows it."""
+    return f"runs/{arg[4:]}" if arg.startswith("RUN:") else arg
 
 
 def _rel(arg: str, recipe: dict | None = None) -> str:

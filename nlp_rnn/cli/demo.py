@@ -104,10 +104,12 @@ def _retrain(out: Optional[Path], data: Optional[Path]) -> None:
         prepared = prepare(source, Path(runs) / "data", CORPORA) if source is not None else None
         plan = recipes(data=prepared)
         for recipe in plan:
+            for stage in [*recipe.get("stages", []), recipe]:  # earlier stages train what a later one starts from
+                args = [str(Path(runs) / a[4:]) if a.startswith("RUN:") else a for a in stage["args"]]
+                info(f"── {stage['name']}: nlp-rnn {' '.join(args[:2])} …")
+                app(args=(["--quiet"] if state.quiet else []) + args + ["-o", str(Path(runs) / stage["name"])],
+                    prog_name="nlp-rnn", standalone_mode=False)
             run_dir = Path(runs) / recipe["name"]
-            args = (["--quiet"] if state.quiet else []) + recipe["args"] + ["-o", str(run_dir)]
-            info(f"── {recipe['name']}: nlp-rnn {' '.join(recipe['args'][:2])} …")
-            app(args=args, prog_name="nlp-rnn", standalone_mode=False)
             metrics = publish(run_dir, out / recipe["name"], recipe, recipe["args"], average=recipe.get("average", 0))
             info(f"   {recipe['name']}: {metrics}")
     info(f"retrained {len(plan)} models into {out} in {time.perf_counter() - total:.0f} s")
