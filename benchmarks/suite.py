@@ -5,7 +5,9 @@
     lm-generate   sampling at batch 1: chars/s
     autocomplete  typing a paragraph: per-keystroke latency with suggestions, p50/p95 ms
     mt-train      the translator on Multi30k de→en: sentences/s, source/target tokens/s, GFLOP/s
-    mt-translate  Multi30k val at batch 32: greedy and beam-5 sentences/s, batch-1 latency
+    mt-translate  a translator at batch 32 (greedy and beam-5 sentences/s) and batch-1 latency, over its shortlist
+                  when it has one, with its search step built once as the service does; on Multi30k val for a
+                  de→en model, else on --src/--ref; the JSON says model, pair, shortlist, precision, output lengths
 
 Data comes from ../shared/data (beside the checkout) unless --data says otherwise. `--arch peer` uses the
 architecture of the peer being compared (the plain char-LSTM, or OpenNMT-py's biLSTM) for like-for-like ratios.
@@ -156,8 +158,8 @@ def bench_lm_generate(args) -> dict:
     while time.perf_counter() - start < args.seconds:
         for _ in generate(model, tok, "ROMEO:", 500, temperature=0.8, seed=n):
             n += 1
-    return {"arch": args.arch, "quantize": args.quantize, "chars_per_s": round(n / (time.perf_counter() - start), 1),
-            "chars": n}
+    return {"arch": args.arch, "model": args.model or f"random {args.arch} LM", "quantize": args.quantize,
+            "precision": "fp32", "batch": 1, "chars_per_s": round(n / (time.perf_counter() - start), 1), "chars": n}
 
 
 PARAGRAPH = ("Now is the winter of our discontent made glorious summer by this sun of York; and all the clouds "
@@ -244,28 +246,49 @@ def bench_mt_translate(args) -> dict:
     from nlp_rnn.evaluate import mt_scores
     from nlp_rnn.search import translate_all
 
+    from nlp_rnn.models.fast_decode import FastDecoder
+    from nlp_rnn.runtime import resolve_precision
+
     if not args.model:
-        sys.exit("mt-translate needs --model DIR (a trained de→en translator)")
+        sys.exit("mt-translate needs --model DIR (a trained translator)")
     loaded = load_checkpoint(args.model, kind="mt", device=args.device, quantize=args.quantize)
-    pairs = _multi30k("val")
-    src = [s for s, _ in pairs]
+    src_lang, tgt_lang = loaded.meta.get("src_lang"), loaded.meta.get("tgt_lang")
+    if args.src:  # the model's own kind of input: a file of sources (and references)
+        src = [line.strip() for line in Path(args.src).read_text(encoding="utf-8").splitlines() if line.strip()]
+        refs = ([line.strip() for line in Path(args.ref).read_text(encoding="utf-8").splitlines() if line.strip()]
+                if args.ref else None)
+    elif (src_lang, tgt_lang) in ((None, None), ("de", "en")):
+        pairs = _multi30k("val")
+        src, refs = [s for s, _ in pairs], [t for _, t in pairs]
+    else:
+        sys.exit(f"mt-translate: the model translates {src_lang}→{tgt_lang}; give --src FILE (and --ref FILE)")
     st, tt = loaded.tokenizers["src_tokenizer"], loaded.tokenizers["tgt_tokenizer"]
-    out = {"sentences": len(src), "quantize": args.quantize, "precision": args.precision, "device": args.device}
+    shortlist = None if args.full_vocab else loaded.shortlist
+    low = resolve_precision(args.precision, args.device) == "bf16"
+    fd = FastDecoder(loaded.model, torch.bfloat16 if low else torch.float32)  # built once, as the service does
+    run = dict(fast_decoder=fd, shortlist=shortlist, precision=args.precision)
+    out = {"model": str(args.model), "pair": f"{src_lang}-{tgt_lang}", "params": sum(p.numel() for p in loaded.model.parameters()),
+           "sentences": len(src), "quantize": args.quantize, "precision": args.precision, "device": args.device,
+           "shortlist": shortlist is not None, "mean_src_tokens": round(statistics.mean(len(st.encode(s)) for s in src), 2)}
     for name, beam in (("greedy", 1), ("beam5", 5)):
-        translate_all(loaded.model, st, tt, src[:64], beam=beam, batch_size=32, precision=args.precision)
+        translate_all(loaded.model, st, tt, src[:64], beam=beam, batch_size=32, **run)
         start = time.perf_counter()
-        hyps = translate_all(loaded.model, st, tt, src, beam=beam, batch_size=32, precision=args.precision)
+        hyps = translate_all(loaded.model, st, tt, src, beam=beam, batch_size=32, **run)
         sec = time.perf_counter() - start
         toks = sum(len(tt.encode(h.text)) + 1 for h in hyps)
         out[f"{name}_sent_per_s"] = round(len(src) / sec, 1)
         out[f"{name}_tokens_per_s"] = round(toks / sec, 1)
-        out[f"{name}_bleu"] = mt_scores([h.text for h in hyps], [t for _, t in pairs])["bleu"]
-    lat = []
+        out[f"{name}_mean_out_tokens"] = round(toks / len(src), 2)
+        if refs:
+            out[f"{name}_bleu"] = mt_scores([h.text for h in hyps], refs)["bleu"]
+    lat, lengths = [], []
     for s in src[:100]:
         start = time.perf_counter()
-        translate_all(loaded.model, st, tt, [s], beam=5, batch_size=1, precision=args.precision)
+        h = translate_all(loaded.model, st, tt, [s], beam=5, batch_size=1, **run)[0]
         lat.append(time.perf_counter() - start)
+        lengths.append(len(tt.encode(h.text)) + 1)
     out["batch1_ms"] = round(1000 * statistics.median(lat), 2)
+    out["batch1_mean_out_tokens"] = round(statistics.mean(lengths), 2)
     return out
 
 
@@ -321,6 +344,9 @@ def main(argv=None) -> None:
     p.add_argument("--data", type=Path, default=None, help="data folder (default: ../shared/data)")
     p.add_argument("--batch-tokens", type=int, default=2048)
     p.add_argument("--model", help="a trained checkpoint (mt-translate; optional for lm-generate/autocomplete)")
+    p.add_argument("--src", help="mt-translate: sources to translate (default: Multi30k val German, for a de→en model)")
+    p.add_argument("--ref", help="mt-translate: references of --src (BLEU)")
+    p.add_argument("--full-vocab", action="store_true", help="mt-translate: no shortlist even if the model has one")
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     p.add_argument("--size-mb", type=float, default=1000, help="big-corpus: size of the generated corpus")
     p.add_argument("--steps", type=int, default=50, help="big-corpus: training steps")
